@@ -1,0 +1,108 @@
+"""Milliseconds per loss-and-gradient evaluation per victim, DLG LeNet 32×32×3.
+
+  python benchmarks/throughput.py [--victims=1,8,64] [--iterations=50]
+
+Prints, for each number of vmapped victims V:
+- eval: one jitted, vmapped value-and-gradient of the iDLG matching loss
+  (forward, weight gradient, backward of the L2 distance) for V victims,
+  divided by V — the unit the PyTorch reference is quoted in (≈4.6 ms with
+  one thread here, PERF_NOTES.md);
+- attack: one compiled chunk of L-BFGS iterations (line search included) over
+  V victims, divided by V and by the iterations, and by the evaluations the
+  line searches counted.
+Victims are real photo crops (data.name=photos). Medians of 3 repeats.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlg_jax import data
+from dlg_jax import models
+from dlg_jax.attacks import dlg
+from dlg_jax.attacks import optimize
+from dlg_jax.client import gradients
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('victims', ['1', '8', '64'], 'Numbers of vmapped victims.')
+flags.DEFINE_integer('iterations', 50, 'L-BFGS iterations per timed chunk.')
+flags.DEFINE_integer('memory', 100, 'L-BFGS history.')
+
+
+def _median_seconds(fn, repeats=3):
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def measure(num_victims: int, iterations: int, memory: int) -> dict[str, float]:
+  photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_victims)
+  model = models.build({'name': 'lenet'}, (32, 32, 3), 16)
+  variables = model.init(jax.random.key(0))
+  images = jnp.asarray(photos.images)[:, None]
+  labels = jnp.asarray(photos.labels)[:, None]
+  target = jax.vmap(lambda x, y: gradients.batch_gradients(
+      model, variables, x, jax.nn.one_hot(y, 16)))(images, labels)
+  aux = {'target': target, 'labels': labels}
+  loss_fn = functools.partial(dlg._lane_loss, model=model, variables=variables, train=True,
+                              distance='l2', label_mode='idlg')
+  z = {'image': jax.random.uniform(jax.random.key(1), (num_victims, 1, 1, 32, 32, 3))}
+
+  evaluate = jax.jit(optimize.vmap_lanes(jax.value_and_grad(loss_fn)))
+  jax.block_until_ready(evaluate(z, aux))
+  eval_s = _median_seconds(lambda: evaluate(z, aux))
+
+  opt = optimize.lbfgs(memory, 20)
+  state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(z, aux)
+  chunk = optimize.make_chunk(functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0),
+                              iterations)
+  state, _ = chunk(state, aux)  # compile, and leave the first, cheapest iterations
+  jax.block_until_ready(state.loss)
+  times, evals = [], []
+  for _ in range(3):
+    before = int(np.sum(state.evaluations))
+    start = time.perf_counter()
+    state, trace = chunk(state, aux)
+    jax.block_until_ready(trace)
+    times.append(time.perf_counter() - start)
+    evals.append(int(np.sum(state.evaluations)) - before)
+  chunk_s = float(np.median(times))
+  return {
+      'victims': num_victims,
+      'eval_ms_per_victim': 1e3 * eval_s / num_victims,
+      'attack_ms_per_iteration_per_victim': 1e3 * chunk_s / iterations / num_victims,
+      'attack_ms_per_counted_eval_per_victim': 1e3 * chunk_s / (np.median(evals) / 1.0),
+      'evals_per_iteration': float(np.median(evals)) / iterations / num_victims,
+  }
+
+
+def main(argv):
+  del argv
+  print(f'jax {jax.__version__} on {jax.devices()[0].platform}, '
+        f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (PERF_NOTES.md)')
+  print(f'{"victims":>7} {"eval ms/victim":>15} {"attack ms/it/victim":>20} '
+        f'{"attack ms/eval/victim":>22} {"evals/it":>9}')
+  for v in FLAGS.victims:
+    r = measure(int(v), FLAGS.iterations, FLAGS.memory)
+    print(f'{r["victims"]:>7} {r["eval_ms_per_victim"]:>15.3f} '
+          f'{r["attack_ms_per_iteration_per_victim"]:>20.3f} '
+          f'{r["attack_ms_per_counted_eval_per_victim"]:>22.3f} '
+          f'{r["evals_per_iteration"]:>9.2f}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

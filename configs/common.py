@@ -1,0 +1,53 @@
+"""The base config every experiment starts from, and its CI-sized variant."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  """Defaults: iDLG on the DLG LeNet, 16 offline photos, batch size 1."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'photos'  # photos | npz | folder
+  config.data.path = ''  # npz file or image folder
+  config.data.size = 32  # pixels per side (LeNet: 28 or 32)
+  config.data.channels = 3
+  config.data.num_victims = 16
+  config.data.num_classes = 0  # 0: the data set's own count
+
+  # Model options are passed to the module; see dlg_jax/models.
+  config.model = ml_collections.ConfigDict({'name': 'lenet'})
+
+  config.client = ml_collections.ConfigDict()
+  config.client.batch_size = 1
+  config.client.train = True  # BatchNorm on the batch's statistics (threat model)
+  config.client.reveal_labels = False  # labels are private unless this is set
+  config.client.defenses = []  # ordered list of {'name': ..., params}; see client/defenses.py
+
+  config.attack = ml_collections.ConfigDict()
+  config.attack.name = 'idlg'
+  config.attack.labels = 'idlg'  # optimize (DLG) | idlg | known
+  config.attack.init = 'rand'  # rand: U(0,1) (iDLG code) | randn: N(0,1) (DLG code)
+  config.attack.distance = 'l2'
+  config.attack.steps = 2500  # L-BFGS iterations (each with its line search)
+  config.attack.chunk = 100  # iterations per compiled chunk (progress granularity)
+  config.attack.restarts = 1  # random initialisations per victim; lowest loss kept
+  config.attack.memory = 100  # L-BFGS history
+  config.attack.linesearch = 'backtracking'  # backtracking (Armijo) | zoom (strong Wolfe)
+  config.attack.linesearch_steps = 20
+  config.attack.tol = 1e-12  # stop a lane once its matching loss is this small
+  config.attack.train = True  # the BatchNorm mode the attacker assumes
+  return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to a seconds-long run (tests, CI)."""
+  config.data.num_victims = 2
+  config.attack.steps = 20
+  config.attack.chunk = 10
+  config.attack.restarts = 2
+  config.attack.memory = 10
+  return config

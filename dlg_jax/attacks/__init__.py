@@ -1,0 +1,1 @@
+"""Gradient-inversion attacks. See `registry` for the list."""

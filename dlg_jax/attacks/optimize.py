@@ -1,0 +1,202 @@
+"""The jitted optimisation loops every optimisation-based attack runs on.
+
+A *lane* is one restart of one victim: its variables `z` (dummy image, maybe
+label logits or dropout masks) and a scalar objective `loss_fn(z, aux)` where
+`aux` is that victim's public data (the shared gradient, known labels). The
+loops here vmap a single-lane step over restarts and victims, scan it for a
+chunk of iterations inside one `jax.jit`, and run chunks from the host so that
+progress can be shown and a run can stop once every lane has stopped.
+
+A lane stops when its loss reaches `tol` (converged) or turns non-finite
+(diverged); a stopped lane keeps its last finite variables while the others go
+on. After the run the lowest-loss restart of each victim is kept: the attacker
+can see that loss, never the ground truth.
+
+One *iteration* of L-BFGS here is one `optax.lbfgs` update: a direction from
+the curvature history plus a zoom line search (strong Wolfe conditions) that
+evaluates loss and gradient one or more times. PyTorch's `LBFGS.step()` as used
+by DLG's code runs up to 20 such iterations without a line search, so 300 torch
+steps are several thousand evaluations; see BUILD_NOTES.md.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dlg_jax.types import PyTree
+
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+
+class LaneState(NamedTuple):
+  """State of every lane; leaves carry leading (victim, restart) axes."""
+  z: PyTree
+  opt_state: PyTree
+  loss: jax.Array  # objective at z
+  grad: PyTree  # its gradient (L-BFGS reuses the line search's)
+  iterations: jax.Array  # int32, accepted iterations
+  evaluations: jax.Array  # int32, loss-and-gradient evaluations
+  done: jax.Array  # bool
+  diverged: jax.Array  # bool
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+LINESEARCHES = ('backtracking', 'zoom')
+
+
+def lbfgs(memory_size: int, max_linesearch_steps: int,
+          linesearch: str = 'backtracking') -> optax.GradientTransformationExtraArgs:
+  """optax's L-BFGS with a line search.
+
+  Why a line search: without one (torch's DLG setting, lr 1) optax's L-BFGS
+  diverged where torch's converged (it keeps negative-curvature pairs and
+  scales the first step differently). Why backtracking (Armijo) by default:
+  under vmap the zoom search's branches all run for every lane, which made
+  an iteration ≈3 evaluations' worth of time; see BUILD_NOTES.md.
+  """
+  if linesearch == 'zoom':
+    search = optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=max_linesearch_steps, initial_guess_strategy='one')
+  elif linesearch == 'backtracking':
+    search = optax.scale_by_backtracking_linesearch(
+        max_backtracking_steps=max_linesearch_steps, store_grad=True,
+        decrease_factor=0.5, increase_factor=2.0, max_learning_rate=1.0)
+  else:
+    raise ValueError(f'attack.linesearch must be one of {LINESEARCHES}, got {linesearch!r}.')
+  return optax.lbfgs(memory_size=memory_size, linesearch=search)
+
+
+def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol) -> tuple[LaneState, jax.Array]:
+  """Accepts a proposed step unless the lane is done or the step is non-finite."""
+  active = ~state.done
+  finite = jnp.isfinite(loss) & _all_finite(z)
+  accept = active & finite
+  new = LaneState(
+      z=_select(accept, z, state.z),
+      opt_state=_select(accept, opt_state, state.opt_state),
+      loss=jnp.where(accept, loss, state.loss),
+      grad=_select(accept, grad, state.grad),
+      iterations=state.iterations + accept.astype(jnp.int32),
+      evaluations=state.evaluations + jnp.where(active, evals, 0).astype(jnp.int32),
+      done=state.done | (active & ~finite) | (accept & (loss <= tol)),
+      diverged=state.diverged | (active & ~finite),
+  )
+  return new, jnp.where(accept, loss, jnp.nan)
+
+
+def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
+              aux: PyTree) -> LaneState:
+  """Initial state of one lane (one evaluation), for any optimiser here."""
+  loss, grad = jax.value_and_grad(loss_fn)(z, aux)
+  # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
+  # chunk would otherwise be traced and compiled twice (weak in, strong out).
+  opt_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), opt.init(z))
+  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1),
+                   ~jnp.isfinite(loss), ~jnp.isfinite(loss))
+
+
+def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
+               state: LaneState, aux: PyTree) -> tuple[LaneState, jax.Array]:
+  """One L-BFGS iteration of one lane; returns the new loss (NaN if stopped)."""
+  value_fn = functools.partial(_swap(loss_fn), aux)
+  updates, opt_state = opt.update(state.grad, state.opt_state, state.z, value=state.loss,
+                                  grad=state.grad, value_fn=value_fn)
+  z = optax.apply_updates(state.z, updates)
+  # The line search already evaluated loss and gradient at the new point.
+  loss = optax.tree.get(opt_state, 'value')
+  grad = optax.tree.get(opt_state, 'grad')
+  evals = optax.tree.get(opt_state, 'num_linesearch_steps')
+  return _finish(state, z, opt_state, loss, grad, evals, tol)
+
+
+def first_order_step(opt: optax.GradientTransformation, loss_fn: LossFn, tol: float,
+                     project: Callable[[PyTree], PyTree], transform_grad: Callable[[PyTree], PyTree],
+                     state: LaneState, aux: PyTree) -> tuple[LaneState, jax.Array]:
+  """One step of a first-order optimiser (e.g. Adam on signed gradients).
+
+  `transform_grad` maps the raw gradient before the optimiser (Geiping et al.
+  take the sign of the image gradient); `project` maps the variables back to
+  their domain after the step (pixels boxed to the data range).
+  """
+  updates, opt_state = opt.update(transform_grad(state.grad), state.opt_state, state.z)
+  z = project(optax.apply_updates(state.z, updates))
+  loss, grad = jax.value_and_grad(loss_fn)(z, aux)
+  return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol)
+
+
+def _swap(loss_fn: LossFn) -> Callable[[PyTree, PyTree], jax.Array]:
+  return lambda aux, z: loss_fn(z, aux)
+
+
+def vmap_lanes(fn: Callable) -> Callable:
+  """Maps a one-lane `fn(state_or_z, aux)` over (victim, restart) axes."""
+  over_restarts = jax.vmap(fn, in_axes=(0, None))
+  return jax.vmap(over_restarts, in_axes=(0, 0))
+
+
+def make_chunk(step: Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]],
+               chunk_size: int) -> Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]]:
+  """A jitted function running `chunk_size` iterations of every lane.
+
+  Returns the new state and the loss trace, shaped (V, R, chunk_size).
+  """
+  lanes_step = vmap_lanes(step)
+
+  def chunk(state, aux):
+    state, trace = jax.lax.scan(lambda s, _: lanes_step(s, aux), state, length=chunk_size)
+    return state, jnp.moveaxis(trace, 0, -1)
+
+  return jax.jit(chunk, donate_argnums=(0,))
+
+
+class LoopResult(NamedTuple):
+  state: LaneState  # final, (V, R) lanes
+  best: jax.Array  # (V,) index of the kept restart
+  trace: np.ndarray  # (V, T) loss of the kept restart per iteration
+  snapshots: tuple[tuple[int, PyTree], ...]  # (iteration, z of the best lane)
+
+
+def best_restart(state: LaneState) -> jax.Array:
+  """Lowest finite loss per victim; diverged restarts lose."""
+  loss = jnp.where(jnp.isfinite(state.loss) & ~state.diverged, state.loss, jnp.inf)
+  return jnp.argmin(loss, axis=1)
+
+
+def take_restart(tree: PyTree, index: jax.Array) -> PyTree:
+  """Selects restart `index[v]` of each victim from (V, R, ...) leaves."""
+  return jax.tree.map(lambda x: jax.vmap(lambda xv, i: xv[i])(x, index), tree)
+
+
+def run(chunk_fn: Callable, state: LaneState, aux: PyTree, *, steps: int, chunk_size: int,
+        snapshot: Callable[[PyTree], PyTree] = lambda z: z,
+        progress: Callable[[int, LaneState], None] | None = None) -> LoopResult:
+  """Runs chunks until `steps` iterations are done or every lane has stopped."""
+  traces, snapshots = [], [(0, snapshot(take_restart(state.z, best_restart(state))))]
+  done_iters = 0
+  while done_iters < steps:
+    state, trace = chunk_fn(state, aux)
+    done_iters += chunk_size
+    traces.append(np.asarray(trace))
+    best = best_restart(state)
+    snapshots.append((done_iters, snapshot(take_restart(state.z, best))))
+    if progress is not None:
+      progress(done_iters, state)
+    if bool(jnp.all(state.done)):
+      break
+  best = best_restart(state)
+  full = np.concatenate(traces, axis=-1)[:, :, :steps]
+  trace = full[np.arange(full.shape[0]), np.asarray(best)]
+  return LoopResult(state, best, trace, tuple(snapshots))

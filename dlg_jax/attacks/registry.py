@@ -1,0 +1,23 @@
+"""Attack names -> attack functions, all with one signature.
+
+``attack(update, model, variables, key, config, progress=None) -> AttackResult``
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from dlg_jax.attacks import dlg
+from dlg_jax.attacks import idlg
+
+ATTACKS: dict[str, Callable] = {
+    'dlg': dlg.attack,
+    'idlg': idlg.attack,
+}
+
+
+def get(name: str) -> Callable:
+  """The attack called `name`; a ValueError lists the choices on a miss."""
+  if name not in ATTACKS:
+    raise ValueError(f'unknown attack {name!r}; choose one of {sorted(ATTACKS)}.')
+  return ATTACKS[name]

@@ -1,0 +1,1 @@
+"""The federated client: its gradients, its defenses, and what it shares."""

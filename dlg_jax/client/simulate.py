@@ -1,0 +1,74 @@
+"""One federated round as the victims run it: what they share, what they keep.
+
+Each victim takes its batch, samples its dropout masks from its own key,
+computes the gradient of its training loss (per example when a defense needs
+it) and applies its defense. The server receives a `ClientUpdate`; the ground
+truth stays in `Private`, which only the metrics see.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from dlg_jax.client import defenses as defenses_lib
+from dlg_jax.client import gradients
+from dlg_jax.models import Model
+from dlg_jax.models import layers
+from dlg_jax.types import ClientUpdate, PyTree, Private
+
+
+def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: jax.Array,
+                    key: jax.Array, *, train: bool, dropout_rate: float,
+                    defense: defenses_lib.Defense) -> tuple[PyTree, PyTree]:
+  """The shared gradient of one victim's batch and the masks it used.
+
+  Args:
+    images: (B, H, W, C) in the model's input space; labels: (B,) int.
+    key: the victim's own key; split here into dropout and defense streams.
+    train: BatchNorm on the batch's statistics (the client is training).
+    dropout_rate: the model's dropout rate (masks only if the model has sites).
+  """
+  k_drop, k_def = jax.random.split(key)
+  template = model.mask_template(variables, images.shape[0])
+  masks = layers.sample_masks(k_drop, template, dropout_rate) if template else None
+  targets = jax.nn.one_hot(labels, model.num_classes)
+  if defense.needs_per_example:
+    per_example = gradients.per_example_gradients(model, variables, images, targets,
+                                                  masks=masks, train=train)
+    return defense.apply(per_example, k_def), masks
+  grads = gradients.batch_gradients(model, variables, images, targets, masks=masks, train=train)
+  return defense.aggregate(grads, k_def, batch_size=images.shape[0]), masks
+
+
+def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Array,
+                  config: Mapping[str, Any]) -> tuple[ClientUpdate, Private, PyTree]:
+  """Runs every victim's round at once (vmap over victims).
+
+  Args:
+    victims: ground truth, images (V, B, H, W, C) and labels (V, B).
+    key: the clients' key; victim v uses `fold_in(key, v)`.
+    config: `client` config: train (BatchNorm mode), reveal_labels, defenses
+      (a list of defense specs, see `defenses.build`).
+
+  Returns:
+    (what the server sees, the ground truth, the dropout masks each victim
+    drew — ground truth too, for the masks-known upper bound).
+  """
+  defense = defenses_lib.build(list(config.get('defenses', [])))
+  dropout_rate = float(getattr(model.module, 'dropout_rate', 0.0))
+  num_victims, batch_size = victims.labels.shape
+
+  def one(v, images, labels):
+    return victim_gradient(model, variables, images, labels, jax.random.fold_in(key, v),
+                           train=bool(config['train']), dropout_rate=dropout_rate,
+                           defense=defense)
+
+  grads, masks = jax.jit(jax.vmap(one))(jnp.arange(num_victims), victims.images, victims.labels)
+  update = ClientUpdate(
+      gradients=grads, batch_size=batch_size, input_shape=model.input_shape,
+      num_classes=model.num_classes,
+      known_labels=victims.labels if config.get('reveal_labels', False) else None)
+  return update, victims, masks

@@ -1,0 +1,116 @@
+"""The model registry: names -> Flax modules, wrapped with their shapes.
+
+Every module follows one convention: ``__call__(self, x, train=False)`` on
+NHWC images, returning logits; dropout sites are `layers.MaskedDropout`, whose
+masks travel in the ``'dropout_masks'`` variable collection. `Model` hides the
+linen plumbing so that callers only see plain pytrees:
+
+  model = models.build(config.model, input_shape=(32, 32, 3), num_classes=10)
+  variables = model.init(key)            # {'params': ..., maybe 'batch_stats'}
+  logits = model.apply(variables, x, masks=masks, train=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dlg_jax.models import densenet
+from dlg_jax.models import inception
+from dlg_jax.models import layers
+from dlg_jax.models import lenet
+from dlg_jax.models import mlp
+from dlg_jax.models import mobilenet
+from dlg_jax.models import resnet
+from dlg_jax.models import vit
+from dlg_jax.types import PyTree
+
+# name -> module class. Keyword arguments of the class are the config fields.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    'lenet': lenet.DLGLeNet,
+    'lenet5': lenet.LeNet5,
+    'mlp': mlp.MLP,
+    'resnet18': resnet.ResNet18,
+    'resnet34': resnet.ResNet34,
+    'resnet50': resnet.ResNet50,
+    'densenet121': densenet.DenseNet121,
+    'mobilenet_v2': mobilenet.MobileNetV2,
+    'inception_v3': inception.InceptionV3,
+    'vit_small': vit.ViT,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A Flax module together with the input it was built for."""
+  name: str
+  module: nn.Module
+  input_shape: tuple[int, int, int]
+  num_classes: int
+
+  def init(self, key: jax.Array, batch_size: int = 1) -> PyTree:
+    """Initial variables (params and, if any, batch_stats); no masks."""
+    x = jnp.zeros((batch_size, *self.input_shape), jnp.float32)
+    variables = dict(self.module.init(key, x, train=False))
+    variables.pop(layers.MASKS, None)
+    return variables
+
+  def mask_template(self, variables: PyTree, batch_size: int) -> PyTree:
+    """All-ones dropout masks for a batch; {} when the model has no dropout.
+
+    Shapes come from `jax.eval_shape`, so this costs no computation.
+    """
+    x = jax.ShapeDtypeStruct((batch_size, *self.input_shape), jnp.float32)
+    shapes = jax.eval_shape(
+        lambda v, xx: self.module.init(jax.random.key(0), xx, train=False), variables, x)
+    shapes = shapes.get(layers.MASKS, {})
+    return jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes)
+
+  def apply(self, variables: PyTree, x: jax.Array, *, masks: PyTree | None = None,
+            train: bool = False) -> jax.Array:
+    """Logits for NHWC `x`.
+
+    Args:
+      variables: from `init`: 'params' and optionally 'batch_stats'.
+      x: (N, H, W, C) inputs.
+      masks: dropout keep-masks (see `mask_template`); None runs the model
+        deterministically (no dropout), as an attacker who ignores it would.
+      train: BatchNorm uses the batch's statistics (the client's training
+        step) instead of its running averages. Statistics are not updated.
+    """
+    variables = dict(variables)
+    if masks:
+      variables[layers.MASKS] = masks
+    if train and 'batch_stats' in variables:
+      logits, _ = self.module.apply(variables, x, train=True, mutable=['batch_stats'])
+      return logits
+    return self.module.apply(variables, x, train=train)
+
+
+def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
+          num_classes: int) -> Model:
+  """Builds `config.name` with the remaining config fields as its arguments.
+
+  Raises:
+    ValueError: an unknown model name or field, listing the choices.
+  """
+  config = dict(config)
+  name = config.pop('name', None)
+  if name not in MODELS:
+    raise ValueError(f'unknown model {name!r}; choose one of {sorted(MODELS)}.')
+  cls = MODELS[name]
+  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  unknown = set(config) - fields
+  if unknown:
+    raise ValueError(f'model {name!r} has no option(s) {sorted(unknown)}; '
+                     f'its options are {sorted(fields - {"num_classes"})}.')
+  for key, value in config.items():
+    if key.endswith('dropout_rate') and not 0.0 <= float(value) < 1.0:
+      raise ValueError(f'model.{key} must be in [0, 1), got {value}.')
+  module = cls(num_classes=num_classes, **config)
+  return Model(name=name, module=module, input_shape=tuple(input_shape),
+               num_classes=num_classes)

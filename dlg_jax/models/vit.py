@@ -1,0 +1,137 @@
+"""A small Vision Transformer for 32×32 images, like the one DIA attacks.
+
+The architecture is lucidrains' vit-pytorch, which the DIA code
+(dAI-SY-Group/DropoutInversionAttack, `src/models/vit.py`) uses: 4×4 patches
+flattened and embedded by one dense layer, a learned CLS token and position
+embedding (both N(0, 1) at init, as there), pre-LayerNorm blocks, qkv without
+bias, and LayerNorm + dense on the CLS token's final state (``pool='mean'``
+drops the CLS token and averages the patch tokens instead). Defaults: width
+256, depth 4, 8 heads of 32 dimensions (heads × head dim = width), MLP dim
+512. DIA's own config
+(`example_configs/models/ViT.yaml`) is ``num_heads=16, mlp_dim=256,
+dropout_rate=0.25``.
+
+Dropout sites, each a `MaskedDropout` present when ``dropout_rate > 0``, are
+DIA's (one rate for all):
+  * 'embedding_dropout' on the tokens after the position embedding;
+  * 'block{i}/attention/dropout' on the attention probabilities (N, heads, T, T);
+  * 'block{i}/attention/out_dropout' after the attention's output projection;
+  * 'block{i}/mlp_dropout1' after the MLP's activation and
+    'block{i}/mlp_dropout2' after its output projection.
+Attention is written out (not `nn.MultiHeadDotProductAttention`) so that the
+site on the attention probabilities is a variable like every other mask.
+
+References:
+  Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021.
+  Scheliga et al., "Dropout is NOT All You Need to Prevent Gradient Leakage",
+  AAAI 2023.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from dlg_jax.models import layers
+from dlg_jax.models import lenet
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with a dropout site on its probabilities."""
+  num_heads: int
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    n, t, width = x.shape
+    if width % self.num_heads:
+      raise ValueError(f'width {width} is not divisible by {self.num_heads} heads.')
+    head_dim = width // self.num_heads
+    qkv = nn.Dense(3 * width, use_bias=False, name='qkv')(x)
+    qkv = qkv.reshape(n, t, 3, self.num_heads, head_dim)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (N, H, T, D)
+    probs = nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head_dim), axis=-1)
+    if self.dropout_rate > 0:
+      probs = layers.MaskedDropout(self.dropout_rate, name='dropout')(probs)
+    y = (probs @ v).transpose(0, 2, 1, 3).reshape(n, t, width)
+    y = nn.Dense(width, name='out')(y)
+    if self.dropout_rate > 0:
+      y = layers.MaskedDropout(self.dropout_rate, name='out_dropout')(y)
+    return y
+
+
+class EncoderBlock(nn.Module):
+  """x + attention(LN(x)); x + MLP(LN(x))."""
+  num_heads: int
+  mlp_dim: int
+  act: str = 'gelu'
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = x + SelfAttention(self.num_heads, self.dropout_rate, name='attention')(
+        nn.LayerNorm(name='norm1')(x))
+    y = nn.Dense(self.mlp_dim, name='mlp1')(nn.LayerNorm(name='norm2')(x))
+    y = lenet.activation(self.act)(y)
+    if self.dropout_rate > 0:
+      y = layers.MaskedDropout(self.dropout_rate, name='mlp_dropout1')(y)
+    y = nn.Dense(x.shape[-1], name='mlp2')(y)
+    if self.dropout_rate > 0:
+      y = layers.MaskedDropout(self.dropout_rate, name='mlp_dropout2')(y)
+    return x + y
+
+
+class ViT(nn.Module):
+  """ViT; the defaults are the small CIFAR model described above.
+
+  Attributes:
+    num_classes: logits.
+    patch_size: side of the square patches; must divide the image size.
+    width: token dimension.
+    depth: encoder blocks.
+    num_heads: attention heads (width / num_heads dimensions each).
+    mlp_dim: hidden units of each block's MLP.
+    pool: 'cls' (a learned CLS token) or 'mean' (mean of the patch tokens).
+    act: MLP activation name (see `lenet.activation`; 'gelu' is flax's tanh
+      approximation).
+    dropout_rate: > 0 adds the dropout sites listed in the module docstring.
+  """
+  num_classes: int = 10
+  patch_size: int = 4
+  width: int = 256
+  depth: int = 4
+  num_heads: int = 8
+  mlp_dim: int = 512
+  pool: str = 'cls'
+  act: str = 'gelu'
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no batch statistics in this model
+    if self.pool not in ('cls', 'mean'):
+      raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}.")
+    x = _patchify(x, self.patch_size)
+    x = nn.Dense(self.width, name='patch_embedding')(x)
+    if self.pool == 'cls':
+      cls = self.param('cls', nn.initializers.normal(1.0), (1, 1, self.width))
+      x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
+    x = x + self.param('pos_embedding', nn.initializers.normal(1.0), x.shape[1:])
+    if self.dropout_rate > 0:
+      x = layers.MaskedDropout(self.dropout_rate, name='embedding_dropout')(x)
+    for i in range(self.depth):
+      x = EncoderBlock(self.num_heads, self.mlp_dim, self.act, self.dropout_rate,
+                       name=f'block{i + 1}')(x)
+    x = x[:, 0] if self.pool == 'cls' else jnp.mean(x, axis=1)
+    x = nn.LayerNorm(name='norm')(x)
+    return nn.Dense(self.num_classes, name='head')(x)
+
+
+def _patchify(x: jax.Array, patch: int) -> jax.Array:
+  """(N, H, W, C) -> (N, H/p * W/p, p*p*C), patches in row-major order."""
+  n, h, w, c = x.shape
+  if h % patch or w % patch:
+    raise ValueError(f'image size {h}×{w} is not divisible by patch size {patch}.')
+  x = x.reshape(n, h // patch, patch, w // patch, patch, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(n, (h // patch) * (w // patch), patch * patch * c)

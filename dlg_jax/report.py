@@ -1,0 +1,157 @@
+"""Everything a run leaves in its workdir, and the table it prints.
+
+Files: config.json, metrics.json (summary + one record per victim),
+reconstructions.npz, grid.png (each victim above its reconstruction) and
+curves.png (matching loss and MSE per iteration). Each file is written to a
+temporary name and renamed, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from dlg_jax.types import AttackResult, Private, Scores
+
+
+def _atomic_write(path: str, write) -> None:
+  tmp = path + '.tmp'
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  return value
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as indented JSON; non-finite floats become null."""
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(_json_safe(obj), f, indent=2, sort_keys=False)
+      f.write('\n')
+  _atomic_write(path, write)
+
+
+def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
+                   truth: Private) -> list[dict[str, Any]]:
+  """One JSON-able record per victim."""
+  records = []
+  for v in range(len(scores.mse)):
+    records.append({
+        'victim': v,
+        'images': list(names[v]) if isinstance(names[v], tuple) else names[v],
+        'mse': float(scores.mse[v]),
+        'psnr': float(scores.psnr[v]),
+        'ssim': float(scores.ssim[v]),
+        'label_correct': float(scores.label_correct[v]),
+        'true_labels': np.asarray(truth.labels[v]).tolist(),
+        'recovered_labels': np.asarray(result.labels[v]).tolist(),
+        'diverged': bool(scores.diverged[v]),
+        'iterations': int(scores.iterations[v]),
+        'evaluations': int(np.asarray(result.evaluations)[v]),
+        'matching_loss': float(scores.loss[v]),
+    })
+  return records
+
+
+def save_reconstructions(path: str, result: AttackResult, truth: Private) -> None:
+  def write(tmp):
+    with open(tmp, 'wb') as f:
+      np.savez_compressed(f, ground_truth=np.asarray(truth.images),
+                          reconstructions=np.asarray(result.images),
+                          true_labels=np.asarray(truth.labels),
+                          recovered_labels=np.asarray(result.labels))
+  _atomic_write(path, write)
+
+
+def save_grid(path: str, truth: np.ndarray, rec: np.ndarray, psnr: np.ndarray,
+              max_columns: int = 16) -> None:
+  """Ground truth (top) above reconstruction (bottom), one column per image."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  truth = truth.reshape(-1, *truth.shape[2:])
+  rec = rec.reshape(-1, *rec.shape[2:])
+  per_image_psnr = np.repeat(psnr, len(truth) // len(psnr))
+  n = len(truth)
+  cols = min(n, max_columns)
+  rows = 2 * math.ceil(n / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.3 * rows), squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  for i in range(n):
+    r, c = 2 * (i // cols), i % cols
+    for row, img in ((r, truth[i]), (r + 1, rec[i])):
+      img = np.clip(img, 0, 1)
+      axes[row, c].imshow(img[..., 0] if img.shape[-1] == 1 else img,
+                          cmap='gray' if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+    axes[r + 1, c].set_title(f'{per_image_psnr[i]:.1f} dB', fontsize=7)
+  fig.suptitle('top: private image   bottom: reconstruction (PSNR)', fontsize=8)
+  fig.tight_layout()
+  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
+  plt.close(fig)
+
+
+def save_curves(path: str, loss_trace: np.ndarray, mse_trace) -> None:
+  """Matching loss per iteration and MSE per logged iteration, one line per victim."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+  for v in range(loss_trace.shape[0]):
+    ax1.plot(np.arange(1, loss_trace.shape[1] + 1), loss_trace[v], lw=0.8)
+  ax1.set_yscale('log')
+  ax1.set_xlabel('iteration')
+  ax1.set_ylabel('gradient-matching loss')
+  its = np.array([it for it, _ in mse_trace])
+  values = np.stack([m for _, m in mse_trace], axis=1)
+  for v in range(values.shape[0]):
+    ax2.plot(its, values[v], lw=0.8)
+  ax2.set_yscale('log')
+  ax2.set_xlabel('iteration')
+  ax2.set_ylabel('MSE to the private image')
+  fig.tight_layout()
+  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
+  plt.close(fig)
+
+
+def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
+  """A plain-text table of victims and the summary line."""
+  lines = [f'{"victim":>6} {"image":<24} {"MSE":>10} {"PSNR":>7} {"SSIM":>6} '
+           f'{"label":>5} {"iters":>6} {"diverged":>8}']
+  for r in records:
+    name = r['images'] if isinstance(r['images'], str) else ','.join(r['images'])
+    lines.append(f'{r["victim"]:>6} {name[:24]:<24} {r["mse"]:>10.2e} {r["psnr"]:>7.2f} '
+                 f'{r["ssim"]:>6.3f} {r["label_correct"]:>5.2f} {r["iterations"]:>6} '
+                 f'{str(r["diverged"]):>8}')
+  lines.append(f'mean MSE {summary["mean_mse"]:.3e} | mean PSNR {summary["mean_psnr"]:.2f} dB | '
+               f'mean SSIM {summary["mean_ssim"]:.3f} | label acc {summary["label_accuracy"]:.3f} | '
+               f'diverged {summary["num_diverged"]}/{summary["num_victims"]} | '
+               f'{summary["seconds"]:.1f} s')
+  return '\n'.join(lines)
+
+
+def write(workdir: str, config: Mapping[str, Any], result: AttackResult, truth: Private,
+          scores: Scores, summary: Mapping[str, Any], names: tuple,
+          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """Writes the run's files into `workdir` and returns the metrics record."""
+  os.makedirs(workdir, exist_ok=True)
+  records = victim_records(scores, names, result, truth)
+  metrics = {'summary': dict(summary), 'victims': records, **(extra or {})}
+  write_json(os.path.join(workdir, 'metrics.json'), metrics)
+  save_reconstructions(os.path.join(workdir, 'reconstructions.npz'), result, truth)
+  save_grid(os.path.join(workdir, 'grid.png'), np.asarray(truth.images),
+            np.asarray(result.images), scores.psnr)
+  save_curves(os.path.join(workdir, 'curves.png'), result.loss_trace, scores.mse_trace)
+  return metrics

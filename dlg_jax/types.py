@@ -1,0 +1,62 @@
+"""Records passed between the five hops of an experiment.
+
+The threat model lives in these types: an attack receives a `ClientUpdate`
+(what the server sees) and nothing else; only `metrics` gets the `Private`
+ground truth as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeAlias
+
+import jax
+import numpy as np
+
+PyTree: TypeAlias = Any
+
+
+class Dataset(NamedTuple):
+  """Labelled images on the host, pixels in [0, 1]."""
+  images: np.ndarray  # (N, H, W, C) float32 in [0, 1]
+  labels: np.ndarray  # (N,) int32
+  num_classes: int
+  names: tuple[str, ...]  # one per image, for reports
+
+
+class Private(NamedTuple):
+  """Ground truth of every victim; seen by the client and the metrics only."""
+  images: jax.Array  # (V, B, H, W, C) in [0, 1]
+  labels: jax.Array  # (V, B) int32
+
+
+class ClientUpdate(NamedTuple):
+  """What the server receives from each victim, plus public metadata."""
+  gradients: PyTree  # leaves carry a leading victim axis V
+  batch_size: int
+  input_shape: tuple[int, int, int]  # (H, W, C) of one example
+  num_classes: int
+  known_labels: jax.Array | None = None  # (V, B) when the threat model reveals labels
+
+
+class AttackResult(NamedTuple):
+  """An attack's best reconstruction per victim and how it got there."""
+  images: jax.Array  # (V, B, H, W, C) in [0, 1]
+  labels: jax.Array  # (V, B) int32, recovered
+  loss: jax.Array  # (V,) final gradient-matching loss of the kept restart
+  iterations: jax.Array  # (V,) optimiser iterations run by the kept restart
+  evaluations: jax.Array  # (V,) loss-and-gradient evaluations of the kept restart
+  diverged: jax.Array  # (V,) bool: every restart ended non-finite
+  loss_trace: np.ndarray  # (V, T) matching loss per iteration, NaN after a stop
+  snapshots: tuple[tuple[int, np.ndarray], ...]  # (iteration, (V, B, H, W, C))
+
+
+class Scores(NamedTuple):
+  """Per-victim metrics, host numpy."""
+  mse: np.ndarray
+  psnr: np.ndarray
+  ssim: np.ndarray
+  label_correct: np.ndarray  # fraction of each victim's labels recovered
+  diverged: np.ndarray
+  iterations: np.ndarray
+  loss: np.ndarray
+  mse_trace: tuple[tuple[int, np.ndarray], ...]  # (iteration, (V,) MSE)

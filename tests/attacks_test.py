@@ -1,0 +1,168 @@
+"""DLG and iDLG: objective, label rule, determinism, progress, divergence."""
+
+import functools
+
+from absl.testing import absltest
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlg_jax import data
+from dlg_jax import models
+from dlg_jax.attacks import dlg
+from dlg_jax.attacks import idlg
+from dlg_jax.attacks import labels
+from dlg_jax.attacks import optimize
+from dlg_jax.client import simulate
+from dlg_jax.types import Private
+
+SIZE, CLASSES = 16, 16
+
+
+def _attack_config(**overrides):
+  config = dict(labels='idlg', init='rand', distance='l2', steps=30, chunk=10, restarts=2,
+                memory=10, linesearch='backtracking', linesearch_steps=10, tol=0.0, train=True)
+  config.update(overrides)
+  return config
+
+
+def _setup(num_victims=2, seed=0, model_config=None):
+  photos = data.load({'name': 'photos', 'size': SIZE, 'channels': 3}, num_victims)
+  model = models.build(model_config or {'name': 'lenet'}, (SIZE, SIZE, 3), CLASSES)
+  variables = model.init(jax.random.key(seed))
+  truth = Private(jnp.asarray(photos.images)[:, None], jnp.asarray(photos.labels)[:, None])
+  update, truth, _ = simulate.client_update(model, variables, truth, jax.random.key(1),
+                                            {'train': True, 'defenses': []})
+  return model, variables, update, truth
+
+
+class ObjectiveTest(absltest.TestCase):
+
+  def test_matching_loss_is_zero_at_the_truth(self):
+    model, variables, update, truth = _setup(num_victims=1)
+    target = jax.tree.map(lambda g: g[0], update.gradients)
+    aux = {'target': target, 'labels': truth.labels[0]}
+    known = dlg._lane_loss({'image': truth.images[0]}, aux, model=model, variables=variables,
+                           train=True, distance='l2', label_mode='known')
+    self.assertEqual(float(known), 0.0)
+    # DLG's soft label: a confident logit for the true class is (almost) exact.
+    logits = 30.0 * jax.nn.one_hot(truth.labels[0], CLASSES)
+    soft = dlg._lane_loss({'image': truth.images[0], 'label_logits': logits}, aux, model=model,
+                          variables=variables, train=True, distance='l2', label_mode='optimize')
+    self.assertLess(float(soft), 1e-8)
+    wrong = dlg._lane_loss({'image': truth.images[0] * 0.5}, aux, model=model,
+                           variables=variables, train=True, distance='l2', label_mode='known')
+    self.assertGreater(float(wrong), 1e-4)
+
+
+class LabelTest(absltest.TestCase):
+
+  def test_idlg_recovers_labels_for_random_weights_and_labels(self):
+    rng = np.random.default_rng(0)
+    for name in ('lenet', 'lenet5'):
+      model = models.build({'name': name}, (SIZE, SIZE, 3), CLASSES)
+      for seed in range(3):
+        variables = model.init(jax.random.key(seed))
+        images = jnp.asarray(rng.uniform(size=(8, 1, SIZE, SIZE, 3)), jnp.float32)
+        true = jnp.asarray(rng.integers(0, CLASSES, size=(8, 1)), jnp.int32)
+        update, _, _ = simulate.client_update(model, variables, Private(images, true),
+                                              jax.random.key(seed), {'train': True})
+        got = dlg.recover_labels(update, 'idlg')
+        np.testing.assert_array_equal(got, true, err_msg=f'{name} seed {seed}')
+
+  def test_classifier_path_skips_aux_heads(self):
+    params = {'AuxLogits': {'Dense_0': {'kernel': jnp.zeros((4, 10))}},
+              'fc': {'kernel': jnp.zeros((8, 10)), 'bias': jnp.zeros(10)}}
+    self.assertEqual(labels.classifier_path(params, 10), ('fc', 'kernel'))
+    with self.assertRaisesRegex(ValueError, 'no dense output layer'):
+      labels.classifier_path(params, 7)
+
+  def test_idlg_needs_batch_size_one(self):
+    model, variables, _, _ = _setup()
+    images = jnp.zeros((1, 2, SIZE, SIZE, 3))
+    update, _, _ = simulate.client_update(model, variables,
+                                          Private(images, jnp.zeros((1, 2), jnp.int32)),
+                                          jax.random.key(0), {'train': True})
+    with self.assertRaisesRegex(ValueError, 'batch size is 2'):
+      dlg.recover_labels(update, 'idlg')
+
+
+class AttackTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.model, cls.variables, cls.update, cls.truth = _setup()
+    cls.result = idlg.attack(cls.update, cls.model, cls.variables, jax.random.key(7),
+                             _attack_config())
+
+  def test_attack_lowers_loss_and_mse(self):
+    r = self.result
+    first, last = r.snapshots[0][1], r.snapshots[-1][1]
+    mse = lambda x: np.mean((x - np.asarray(self.truth.images)) ** 2, axis=(1, 2, 3, 4))
+    self.assertTrue(np.all(mse(last) < mse(first)), (mse(first), mse(last)))
+    self.assertTrue(np.all(r.loss_trace[:, -1] < r.loss_trace[:, 0]))
+    np.testing.assert_array_equal(r.labels, self.truth.labels)
+    self.assertEqual(r.images.shape, self.truth.images.shape)
+    np.testing.assert_array_equal(r.iterations, [30, 30])
+    self.assertTrue(np.all(r.evaluations >= 31))
+    self.assertFalse(np.any(r.diverged))
+    self.assertEqual(r.loss_trace.shape, (2, 30))
+
+  def test_same_key_gives_identical_reconstructions(self):
+    again = idlg.attack(self.update, self.model, self.variables, jax.random.key(7),
+                        _attack_config())
+    chex.assert_trees_all_equal(again.images, self.result.images)
+    other = idlg.attack(self.update, self.model, self.variables, jax.random.key(8),
+                        _attack_config())
+    self.assertFalse(np.array_equal(other.images, self.result.images))
+
+  def test_a_nan_victim_does_not_stop_the_others(self):
+    poisoned = self.update._replace(gradients=jax.tree.map(
+        lambda g: g.at[1].set(jnp.nan), self.update.gradients))
+    r = idlg.attack(poisoned, self.model, self.variables, jax.random.key(7), _attack_config())
+    self.assertTrue(bool(r.diverged[1]))
+    self.assertFalse(bool(r.diverged[0]))
+    # Victim 0 is untouched by victim 1's NaNs: same result as the clean run.
+    np.testing.assert_allclose(r.images[0], self.result.images[0], atol=1e-5)
+    self.assertTrue(np.all(np.isfinite(np.asarray(r.images))))
+
+  def test_dlg_optimises_labels_too(self):
+    r = dlg.attack(self.update, self.model, self.variables, jax.random.key(7),
+                   _attack_config(labels='optimize', init='randn', steps=20))
+    self.assertEqual(r.labels.shape, (2, 1))
+    self.assertTrue(np.all(r.loss_trace[:, -1] < r.loss_trace[:, 0]))
+
+  def test_bad_attack_options_are_clear_errors(self):
+    for field, value, pattern in (('labels', 'guess', 'attack.labels'),
+                                  ('init', 'zeros', 'attack.init'),
+                                  ('distance', 'l1', 'attack.distance'),
+                                  ('linesearch', 'wolfe', 'attack.linesearch'),
+                                  ('steps', 0, 'attack.steps')):
+      with self.subTest(field=field), self.assertRaisesRegex(ValueError, pattern):
+        dlg.attack(self.update, self.model, self.variables, jax.random.key(0),
+                   _attack_config(**{field: value}))
+    with self.assertRaisesRegex(ValueError, 'does not optimise labels'):
+      idlg.attack(self.update, self.model, self.variables, jax.random.key(0),
+                  _attack_config(labels='optimize'))
+    with self.assertRaisesRegex(ValueError, 'reveals no labels'):
+      idlg.attack(self.update, self.model, self.variables, jax.random.key(0),
+                  _attack_config(labels='known'))
+
+
+class RestartTest(absltest.TestCase):
+
+  def test_lowest_finite_loss_wins(self):
+    state = optimize.LaneState(
+        z={'image': jnp.arange(6.0).reshape(2, 3)}, opt_state=None,
+        loss=jnp.array([[3.0, 1.0, 2.0], [jnp.nan, 5.0, 0.5]]), grad=None,
+        iterations=jnp.zeros((2, 3), jnp.int32), evaluations=jnp.zeros((2, 3), jnp.int32),
+        done=jnp.zeros((2, 3), bool), diverged=jnp.array([[False] * 3, [True, False, True]]))
+    best = optimize.best_restart(state)
+    np.testing.assert_array_equal(best, [1, 1])
+    np.testing.assert_array_equal(optimize.take_restart(state.z, best)['image'], [1.0, 4.0])
+
+
+if __name__ == '__main__':
+  absltest.main()

@@ -1,0 +1,116 @@
+"""End to end: configs, clear errors, launch.py on :smoke, and metrics."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import dlg as dlg_config
+from configs import idlg as idlg_config
+from dlg_jax import experiment
+from dlg_jax import metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class BadConfigTest(absltest.TestCase):
+
+  def _run(self, **overrides):
+    config = idlg_config.get_config('smoke')
+    for path, value in overrides.items():
+      section, field = path.split('.')
+      config[section][field] = value
+    with tempfile.TemporaryDirectory() as tmp:
+      experiment.run(config, tmp)
+
+  def test_each_bad_value_gives_one_clear_error(self):
+    cases = (
+        ({'model.name': 'lenet7'}, r"unknown model 'lenet7'; choose one of \[.*'lenet'"),
+        ({'attack.name': 'dlgg'}, r"unknown attack 'dlgg'; choose one of \['dlg', 'idlg'"),
+        ({'data.name': 'imagenet3'}, r"unknown data set 'imagenet3'; choose one of"),
+        ({'data.num_victims': 0}, r'data.num_victims must be a positive integer'),
+        ({'client.batch_size': -1}, r'client.batch_size must be a positive integer'),
+        ({'data.name': 'npz', 'data.path': '/no/such.npz'}, r'is not a file'),
+    )
+    for overrides, pattern in cases:
+      with self.subTest(**{k.replace('.', '_'): v for k, v in overrides.items()}):
+        with self.assertRaisesRegex((ValueError, FileNotFoundError), pattern):
+          self._run(**overrides)
+
+  def test_model_option_errors(self):
+    config = idlg_config.get_config('smoke')
+    config.model.dropout_rate = 1.5
+    with tempfile.TemporaryDirectory() as tmp, self.assertRaisesRegex(ValueError, r'\[0, 1\)'):
+      experiment.run(config, tmp)
+    config = idlg_config.get_config('smoke')
+    config.model.depth = 3
+    with tempfile.TemporaryDirectory() as tmp, self.assertRaisesRegex(ValueError, 'no option'):
+      experiment.run(config, tmp)
+
+  def test_config_argument(self):
+    self.assertEqual(dlg_config.get_config().attack.labels, 'optimize')
+    with self.assertRaisesRegex(ValueError, 'smoke'):
+      dlg_config.get_config('huge')
+
+
+class LaunchTest(absltest.TestCase):
+
+  def test_smoke_run_writes_every_file(self):
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or '',
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.5', PYTHONPATH=ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+      workdir = os.path.join(tmp, 'run')
+      proc = subprocess.run(
+          [sys.executable, 'launch.py', '--config=configs/idlg.py:smoke', f'--workdir={workdir}'],
+          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+      self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+      for name in ('config.json', 'metrics.json', 'reconstructions.npz', 'grid.png', 'curves.png'):
+        self.assertTrue(os.path.getsize(os.path.join(workdir, name)) > 0, name)
+      with open(os.path.join(workdir, 'metrics.json')) as f:
+        record = json.load(f)
+      self.assertEqual(set(record['summary']), {'mean_mse', 'mean_psnr', 'mean_ssim',
+                                                'label_accuracy', 'num_victims',
+                                                'num_diverged', 'seconds'})
+      self.assertEqual(record['summary']['num_victims'], 2)
+      self.assertEqual(record['summary']['label_accuracy'], 1.0)
+      for victim in record['victims']:
+        for key in ('mse', 'psnr', 'ssim', 'label_correct', 'diverged', 'iterations'):
+          self.assertIn(key, victim)
+      with np.load(os.path.join(workdir, 'reconstructions.npz')) as f:
+        self.assertEqual(f['reconstructions'].shape, (2, 1, 32, 32, 3))
+        self.assertEqual(f['ground_truth'].shape, (2, 1, 32, 32, 3))
+      with open(os.path.join(workdir, 'config.json')) as f:
+        self.assertEqual(json.load(f)['attack']['name'], 'idlg')
+      self.assertIn('mean PSNR', proc.stdout)
+
+  def test_bad_config_exits_with_one_line(self):
+    proc = subprocess.run(
+        [sys.executable, 'launch.py', '--config=configs/idlg.py:smoke', '--config.model.name=vgg',
+         '--workdir=/tmp/dlg_jax_bad_run'],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+        timeout=300)
+    self.assertEqual(proc.returncode, 2)
+    self.assertIn("error: unknown model 'vgg'", proc.stderr)
+    self.assertNotIn('Traceback', proc.stderr)
+
+
+class MetricsTest(absltest.TestCase):
+
+  def test_identical_and_different_images(self):
+    x = jax.random.uniform(jax.random.key(0), (3, 32, 32, 3))
+    np.testing.assert_allclose(metrics.mse(x, x), 0.0)
+    np.testing.assert_allclose(metrics.ssim(x, x), 1.0, atol=1e-5)
+    self.assertTrue(np.all(np.isinf(metrics.psnr(x, x))))
+    y = jnp.clip(x + 0.1, 0, 1)
+    mse = metrics.mse(x, y)
+    np.testing.assert_allclose(metrics.psnr(x, y), -10 * np.log10(mse), rtol=1e-5)
+
+
+if __name__ == '__main__':
+  absltest.main()
