@@ -45,7 +45,7 @@ class ObjectiveTest(absltest.TestCase):
     aux = {'target': target, 'labels': truth.labels[0]}
     known = dlg._lane_loss({'image': truth.images[0]}, aux, model=model, variables=variables,
                            train=True, distance='l2', label_mode='known')
-    self.assertEqual(float(known), 0.0)
+    self.assertLess(float(known), 1e-10)  # float32 rounding of two compiled programs
     # DLG's soft label: a confident logit for the true class is (almost) exact.
     logits = 30.0 * jax.nn.one_hot(truth.labels[0], CLASSES)
     soft = dlg._lane_loss({'image': truth.images[0], 'label_logits': logits}, aux, model=model,
