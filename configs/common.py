@@ -43,6 +43,15 @@ def base() -> ml_collections.ConfigDict:
   return config
 
 
+def apply_arg(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """Applies the text after ':' in --config=file.py:arg ('smoke' or nothing)."""
+  if arg == 'smoke':
+    return smoke(config)
+  if arg:
+    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
+  return config
+
+
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to a seconds-long run (tests, CI)."""
   config.data.num_victims = 2

@@ -6,7 +6,10 @@ together by L-BFGS on the squared L2 distance between gradients.
   python launch.py --config=configs/dlg.py --workdir=runs/dlg
   python launch.py --config=configs/dlg.py:smoke --workdir=runs/smoke
 
-Measured (this 2-core CPU): see BUILD_NOTES.md, "Acceptance runs".
+Measured 2026-11-25 on the 2-core CPU (2,500 iterations, 2 restarts): 14/16
+victims above 30 dB (87.5%; retina fails with a wrong soft label, coins
+reaches 24.9 dB), mean 39.8 dB, label accuracy 0.938, 289 s attack, 5 min 9 s
+wall. With 1 restart: 13/16 in 144 s. Details: BUILD_NOTES.md.
 """
 
 from __future__ import annotations
@@ -24,8 +27,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # DLG's soft-label optimisation fails on some initialisations (the paper's
   # known failure); two restarts, lowest matching loss kept.
   config.attack.restarts = 2
-  if arg == 'smoke':
-    common.smoke(config)
-  elif arg:
-    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
-  return config
+  return common.apply_arg(config, arg)

@@ -6,7 +6,10 @@ optimised by L-BFGS on the squared L2 gradient distance.
   python launch.py --config=configs/idlg.py --workdir=runs/idlg
   python launch.py --config=configs/idlg.py:smoke --workdir=runs/smoke
 
-Measured (this 2-core CPU): see BUILD_NOTES.md, "Acceptance runs".
+Measured 2026-11-25 on the 2-core CPU (2,500 iterations, 1 restart): 16/16
+victims above 30 dB (min 34.7, mean 48.6 dB, SSIM 0.998), label accuracy 1.0,
+117 s attack, 2 min 17 s wall. On 16 grey LFW faces through data.name=npz:
+16/16, mean 78.1 dB, 91 s. Details: BUILD_NOTES.md, "Acceptance runs".
 """
 
 from __future__ import annotations
@@ -21,8 +24,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.attack.name = 'idlg'
   config.attack.labels = 'idlg'
   config.attack.init = 'rand'
-  if arg == 'smoke':
-    common.smoke(config)
-  elif arg:
-    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
-  return config
+  return common.apply_arg(config, arg)

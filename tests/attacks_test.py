@@ -12,6 +12,7 @@ from dlg_jax import data
 from dlg_jax import models
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
+from dlg_jax.attacks import inverting
 from dlg_jax.attacks import labels
 from dlg_jax.attacks import optimize
 from dlg_jax.client import simulate
@@ -149,6 +150,32 @@ class AttackTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'reveals no labels'):
       idlg.attack(self.update, self.model, self.variables, jax.random.key(0),
                   _attack_config(labels='known'))
+
+
+class InvertingGradientsTest(absltest.TestCase):
+
+  def test_cosine_objective_is_zero_at_the_truth(self):
+    model, variables, update, truth = _setup(num_victims=1)
+    aux = {'target': jax.tree.map(lambda g: g[0], update.gradients), 'labels': truth.labels[0]}
+    loss = inverting._lane_loss({'image': truth.images[0]}, aux, model=model,
+                                variables=variables, train=True, tv=0.0)
+    self.assertLess(abs(float(loss)), 1e-6)
+
+  def test_signed_adam_keeps_pixels_boxed_and_lowers_the_loss(self):
+    model, variables, update, _ = _setup()
+    config = dict(labels='idlg', init='randn', steps=16, chunk=8, restarts=2, lr=0.1, tv=1e-4,
+                  tol=0.0, train=True)
+    r = inverting.attack(update, model, variables, jax.random.key(0), config)
+    self.assertTrue(np.all(r.loss_trace[:, -1] < r.loss_trace[:, 0]))
+    for _, snap in r.snapshots[1:]:
+      self.assertTrue(np.all((snap >= 0) & (snap <= 1)))
+    with self.assertRaisesRegex(ValueError, 'Inverting Gradients'):
+      inverting.attack(update, model, variables, jax.random.key(0), {**config, 'labels': 'optimize'})
+
+  def test_lr_drops_at_three_eighths_five_eighths_seven_eighths(self):
+    schedule = inverting.lr_schedule(0.1, 800)
+    np.testing.assert_allclose([schedule(i) for i in (0, 299, 300, 500, 700, 799)],
+                               [0.1, 0.1, 0.01, 0.001, 1e-4, 1e-4], rtol=1e-5)
 
 
 class RestartTest(absltest.TestCase):

@@ -13,6 +13,7 @@ import numpy as np
 
 from configs import dlg as dlg_config
 from configs import idlg as idlg_config
+from configs import ig as ig_config
 from dlg_jax import experiment
 from dlg_jax import metrics
 
@@ -98,6 +99,19 @@ class LaunchTest(absltest.TestCase):
     self.assertEqual(proc.returncode, 2)
     self.assertIn("error: unknown model 'vgg'", proc.stderr)
     self.assertNotIn('Traceback', proc.stderr)
+
+
+class InProcessSmokeTest(absltest.TestCase):
+
+  def test_ig_smoke(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      record = experiment.run(ig_config.get_config('smoke'), tmp)
+      self.assertEqual(record['summary']['num_victims'], 2)
+      self.assertEqual(record['summary']['label_accuracy'], 1.0)
+      with open(os.path.join(tmp, 'config.json')) as f:
+        config = json.load(f)
+      self.assertEqual((config['attack']['name'], config['attack']['labels'],
+                        config['client']['train']), ('ig', 'idlg', True))
 
 
 class MetricsTest(absltest.TestCase):

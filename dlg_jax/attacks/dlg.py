@@ -52,7 +52,7 @@ def recover_labels(update: ClientUpdate, label_mode: str) -> jax.Array | None:
   return read(update.gradients)[:, None]
 
 
-def _init_z(key: jax.Array, shape: tuple[int, ...], num_classes: int, init: str,
+def init_dummy(key: jax.Array, shape: tuple[int, ...], num_classes: int, init: str,
             label_mode: str) -> PyTree:
   k_img, k_lab = jax.random.split(key)
   if init == 'randn':
@@ -108,14 +108,34 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   aux = {'target': update.gradients,
          'labels': fixed_labels if fixed_labels is not None else jnp.zeros((num_victims, 0), jnp.int32)}
 
+  init_z = functools.partial(init_dummy, shape=batch_shape, num_classes=update.num_classes,
+                             init=config['init'], label_mode=label_mode)
+  step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+  return run_lanes(key, config, aux, fixed_labels, init_z=init_z, init_lane=functools.partial(
+      optimize.init_lane, opt, loss_fn), step=step, progress=progress)
+
+
+def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
+              fixed_labels: jax.Array | None, *, init_z, init_lane, step,
+              progress=None) -> AttackResult:
+  """Shared driver of optimisation attacks: init, jitted chunks, best restart.
+
+  Args:
+    key: the attacker's key; lane (v, r) starts from `fold_in(fold_in(key, v), r)`.
+    config: needs restarts, steps, chunk.
+    aux: per-victim public data (leading victim axis).
+    fixed_labels: (V, B) labels the attack fixed, or None if `z` holds
+      'label_logits' to read them from.
+    init_z: key -> one lane's variables; must hold 'image'.
+    init_lane: (z, aux) -> `optimize.LaneState` of one lane.
+    step: (state, aux) -> (state, loss) for one lane.
+  """
+  num_victims = jax.tree.leaves(aux)[0].shape[0]
   restarts = int(config['restarts'])
   keys = jax.vmap(lambda v: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, v), r))(
       jnp.arange(restarts)))(jnp.arange(num_victims))
-  init_z = functools.partial(_init_z, shape=batch_shape, num_classes=update.num_classes,
-                             init=config['init'], label_mode=label_mode)
   z0 = jax.vmap(jax.vmap(init_z))(keys)
-  state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(z0, aux)
-  step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+  state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux)
   chunk_fn = optimize.make_chunk(step, int(config['chunk']))
   out = optimize.run(chunk_fn, state, aux, steps=int(config['steps']),
                      chunk_size=int(config['chunk']),

@@ -9,10 +9,12 @@ from typing import Callable
 
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
+from dlg_jax.attacks import inverting
 
 ATTACKS: dict[str, Callable] = {
     'dlg': dlg.attack,
     'idlg': idlg.attack,
+    'ig': inverting.attack,
 }
 
 

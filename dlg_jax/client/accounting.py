@@ -22,6 +22,8 @@ import dp_accounting
 from dp_accounting import pld
 from dp_accounting import rdp
 
+from dlg_jax.client.defenses import check_real
+
 ACCOUNTANTS = ('rdp', 'pld')
 
 
@@ -75,10 +77,10 @@ def dp_sgd_epsilon(
   if accountant not in ACCOUNTANTS:
     raise ValueError(
         f'unknown accountant {accountant!r}; choose from {list(ACCOUNTANTS)}.')
-  z = _finite('noise_multiplier', noise_multiplier)
+  z = check_real('noise_multiplier', noise_multiplier)
   if z < 0:
     raise ValueError(f'noise_multiplier must be >= 0, got {z}.')
-  q = _finite('sampling_rate', sampling_rate)
+  q = check_real('sampling_rate', sampling_rate)
   if not 0 < q <= 1:
     raise ValueError(f'sampling_rate must be in (0, 1], got {q}.')
   if isinstance(steps, bool):
@@ -89,7 +91,7 @@ def dp_sgd_epsilon(
     raise ValueError(f'steps must be an int >= 1, got {steps!r}.') from None
   if steps < 1:
     raise ValueError(f'steps must be an int >= 1, got {steps}.')
-  delta = _finite('delta', delta)
+  delta = check_real('delta', delta)
   if not 0 < delta < 1:
     raise ValueError(f'delta must be in (0, 1), got {delta}.')
   if z == 0:
@@ -101,15 +103,3 @@ def dp_sgd_epsilon(
     acc = pld.PLDAccountant()
   acc.compose(dp_sgd_event(z, q, steps))
   return float(acc.get_epsilon(delta))
-
-
-def _finite(name: str, value: float) -> float:
-  if isinstance(value, bool):
-    raise ValueError(f'{name} must be a number, got {value!r}.')
-  try:
-    value = float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f'{name} must be a number, got {value!r}.') from None
-  if not math.isfinite(value):
-    raise ValueError(f'{name} must be finite, got {value}.')
-  return value

@@ -114,7 +114,7 @@ class Defense:
 # ----------------------------------------------------------------------------
 
 
-def _check_real(name: str, value: Any) -> float:
+def check_real(name: str, value: Any) -> float:
   """Casts to float, rejecting non-numbers, NaN and infinities."""
   if isinstance(value, bool):
     raise ValueError(f'{name} must be a number, got {value!r}.')
@@ -227,13 +227,13 @@ def gaussian_noise(
         'gaussian_noise takes exactly one of sigma (std) or variance, got '
         f'sigma={sigma!r}, variance={variance!r}.')
   if variance is not None:
-    variance = _check_real('variance', variance)
+    variance = check_real('variance', variance)
     if variance < 0:
       raise ValueError(f'variance must be >= 0, got {variance}.')
     std = math.sqrt(variance)
     spec = {'name': 'gaussian', 'variance': variance}
   else:
-    std = _check_real('sigma', sigma)
+    std = check_real('sigma', sigma)
     if std < 0:
       raise ValueError(f'sigma must be >= 0, got {std}.')
     spec = {'name': 'gaussian', 'sigma': std}
@@ -262,7 +262,7 @@ def laplacian_noise(scale: float) -> Defense:
   References:
     Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019, Sec. 5.
   """
-  scale = _check_real('scale', scale)
+  scale = check_real('scale', scale)
   if scale < 0:
     raise ValueError(f'scale must be >= 0, got {scale}.')
 
@@ -379,7 +379,7 @@ def prune(sparsity: float) -> Defense:
     Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019, Sec. 5.
     Lin et al., "Deep Gradient Compression", ICLR 2018.
   """
-  sparsity = _check_real('sparsity', sparsity)
+  sparsity = check_real('sparsity', sparsity)
   if not 0.0 <= sparsity < 1.0:
     raise ValueError(f'sparsity must be in [0, 1), got {sparsity}.')
 
@@ -436,10 +436,10 @@ def dp_sgd(clip_norm: float, noise_multiplier: float) -> Defense:
     Abadi et al., "Deep Learning with Differential Privacy", CCS 2016,
     Algorithm 1 (https://arxiv.org/abs/1607.00133).
   """
-  clip_norm = _check_real('clip_norm', clip_norm)
+  clip_norm = check_real('clip_norm', clip_norm)
   if clip_norm <= 0:
     raise ValueError(f'clip_norm must be > 0, got {clip_norm}.')
-  noise_multiplier = _check_real('noise_multiplier', noise_multiplier)
+  noise_multiplier = check_real('noise_multiplier', noise_multiplier)
   if noise_multiplier < 0:
     raise ValueError(f'noise_multiplier must be >= 0, got {noise_multiplier}.')
 
