@@ -13,9 +13,9 @@ on. After the run the lowest-loss restart of each victim is kept: the attacker
 can see that loss, never the ground truth.
 
 One *iteration* of L-BFGS here is one `optax.lbfgs` update: a direction from
-the curvature history plus a zoom line search (strong Wolfe conditions) that
-evaluates loss and gradient one or more times. PyTorch's `LBFGS.step()` as used
-by DLG's code runs up to 20 such iterations without a line search, so 300 torch
+the curvature history plus a line search (backtracking by default) that
+evaluates loss and gradient once or more. PyTorch's `LBFGS.step()` as used by
+DLG's code runs up to 20 such iterations without a line search, so 300 torch
 steps are several thousand evaluations; see BUILD_NOTES.md.
 """
 
