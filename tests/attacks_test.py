@@ -10,6 +10,7 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
+from dlg_jax.attacks import analytic
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
 from dlg_jax.attacks import inverting
@@ -176,6 +177,24 @@ class InvertingGradientsTest(absltest.TestCase):
     schedule = inverting.lr_schedule(0.1, 800)
     np.testing.assert_allclose([schedule(i) for i in (0, 299, 300, 500, 700, 799)],
                                [0.1, 0.1, 0.01, 0.001, 1e-4, 1e-4], rtol=1e-5)
+
+
+class AnalyticTest(absltest.TestCase):
+
+  def test_dense_input_layer_is_inverted_exactly(self):
+    model, variables, update, truth = _setup(model_config={'name': 'mlp',
+                                                           'hidden_sizes': (64,)})
+    r = analytic.attack(update, model, variables, jax.random.key(0), {'labels': 'idlg'})
+    self.assertLessEqual(float(jnp.max(jnp.abs(r.images - truth.images))), 1e-4)
+    np.testing.assert_array_equal(r.labels, truth.labels)
+    self.assertFalse(np.any(r.diverged))
+
+  def test_needs_a_dense_input_layer_and_batch_size_one(self):
+    model, variables, update, _ = _setup()
+    with self.assertRaisesRegex(ValueError, 'dense layer with a bias'):
+      analytic.attack(update, model, variables, jax.random.key(0), {'labels': 'idlg'})
+    with self.assertRaisesRegex(ValueError, 'batch size is 2'):
+      analytic.attack(update._replace(batch_size=2), model, variables, jax.random.key(0), {})
 
 
 class RestartTest(absltest.TestCase):
