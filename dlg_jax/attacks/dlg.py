@@ -77,9 +77,7 @@ def check_config(config: Mapping[str, Any]) -> None:
   if config.get('linesearch', 'backtracking') not in optimize.LINESEARCHES:
     raise ValueError(f'attack.linesearch must be one of {optimize.LINESEARCHES}, '
                      f'got {config["linesearch"]!r}.')
-  for field in ('steps', 'restarts', 'chunk', 'memory', 'linesearch_steps'):
-    if int(config[field]) < 1:
-      raise ValueError(f'attack.{field} must be a positive integer, got {config[field]}.')
+  optimize.check_positive(config, ('steps', 'restarts', 'chunk', 'memory', 'linesearch_steps'))
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,

@@ -1,7 +1,8 @@
 """Inverting Gradients (Geiping et al. 2020): cosine matching + TV, signed Adam.
 
-The objective is 1 − cos(∇θ L(x̂), g) over all layers, optionally weighted
-per layer, plus `tv` × total variation of x̂. Adam steps on the *sign* of the
+The objective is 1 − cos(∇θ L(x̂), g) over all layers (one cosine of the
+flattened gradients; per-layer weights are not implemented yet), plus `tv` ×
+total variation of x̂. Adam steps on the *sign* of the
 image gradient, pixels are boxed to the data range [0, 1] after every step,
 and the learning rate drops ×0.1 at 3/8, 5/8 and 7/8 of the run. Restarts run
 together (vmap); the lowest final objective is kept. Labels come from iDLG
@@ -60,9 +61,7 @@ def check_config(config: Mapping[str, Any]) -> None:
                      f'got {config["labels"]!r}.')
   if config['init'] not in dlg.INITS:
     raise ValueError(f'attack.init must be one of {dlg.INITS}, got {config["init"]!r}.')
-  for field in ('steps', 'restarts', 'chunk'):
-    if int(config[field]) < 1:
-      raise ValueError(f'attack.{field} must be a positive integer, got {config[field]}.')
+  optimize.check_positive(config, ('steps', 'restarts', 'chunk'))
   if not float(config['lr']) > 0 or float(config['tv']) < 0:
     raise ValueError(f'attack.lr must be > 0 and attack.tv >= 0, got {config["lr"]}, '
                      f'{config["tv"]}.')

@@ -46,6 +46,13 @@ class LaneState(NamedTuple):
   diverged: jax.Array  # bool
 
 
+def check_positive(config, fields: tuple[str, ...]) -> None:
+  """Raises ValueError naming the first `attack.<field>` that is not >= 1."""
+  for field in fields:
+    if int(config[field]) < 1:
+      raise ValueError(f'attack.{field} must be a positive integer, got {config[field]}.')
+
+
 def _all_finite(tree: PyTree) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
