@@ -36,6 +36,9 @@ class ClientUpdate(NamedTuple):
   input_shape: tuple[int, int, int]  # (H, W, C) of one example
   num_classes: int
   known_labels: jax.Array | None = None  # (V, B) when the threat model reveals labels
+  # The client's dropout masks (leading victim axis) when the threat model
+  # reveals them: the masks-known upper bound (WIIG) of the DIA paper.
+  known_masks: PyTree | None = None
 
 
 class AttackResult(NamedTuple):
