@@ -43,6 +43,19 @@ def write_json(path: str, obj: Any) -> None:
   _atomic_write(path, write)
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes `text` (UTF-8) atomically."""
+  def write(tmp):
+    with open(tmp, 'w', encoding='utf-8') as f:
+      f.write(text)
+  _atomic_write(path, write)
+
+
+def save_figure(path: str, fig, dpi: int = 100) -> None:
+  """Saves a matplotlib figure as PNG atomically (the figure stays open)."""
+  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format='png'))
+
+
 def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
                    truth: Private) -> list[dict[str, Any]]:
   """One JSON-able record per victim."""
