@@ -8,6 +8,8 @@ Sources (`config.data.name`):
 - ``npz``: a user's file with ``images`` (N, H, W) or (N, H, W, C) uint8 and
   ``labels`` int, read with ``allow_pickle=False``.
 - ``folder``: PNG/JPEG files in class sub-folders (label = sorted folder index).
+- ``digits``: scikit-learn's 1,797 handwritten 8×8 digits (offline), a fixed
+  seeded train/test split; the utility data set of the defense sweep.
 
 The attacker never sees these arrays: only the client and the metrics do.
 """
@@ -171,7 +173,41 @@ def load_folder(path: str, size: int, channels: int) -> Dataset:
   return Dataset(np.stack(images), np.asarray(labels, np.int32), len(classes), tuple(names))
 
 
-LOADERS = {'photos': None, 'npz': load_npz, 'folder': load_folder}
+# scikit-learn's digits: a fixed, seeded, stratified split (train/test), so
+# that every training run and every sweep sees the same test images.
+DIGITS_SPLITS = ('train', 'test', 'all')
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+
+
+def load_digits(path: str = '', size: int = 32, channels: int = 1, *,
+                split: str = 'train') -> Dataset:
+  """scikit-learn's handwritten digits: 1,797 real 8×8 scans, 10 classes, offline.
+
+  Pixels 0..16 become [0, 1], then are resized to `size` (bilinear) and
+  repeated over `channels`. `split` is ``'train'`` (1,347 images), ``'test'``
+  (450, stratified, seed `DIGITS_SPLIT_SEED`) or ``'all'``. `path` is ignored
+  (the data ship with scikit-learn); it is there for the `LOADERS` signature.
+  """
+  del path
+  if split not in DIGITS_SPLITS:
+    raise ValueError(f'digits split must be one of {list(DIGITS_SPLITS)}, got {split!r}.')
+  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  from sklearn import model_selection  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  labels = digits.target.astype(np.int32)
+  index = np.arange(len(labels))
+  if split != 'all':
+    train, test = model_selection.train_test_split(
+        index, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SPLIT_SEED, stratify=labels)
+    index = np.sort(train if split == 'train' else test)
+  images = np.stack([resize(_to_float_rgb(digits.images[i] / 16.0, channels), size)
+                     for i in index])
+  return Dataset(images, labels[index], 10, tuple(f'digits[{i}]' for i in index))
+
+
+LOADERS = {'photos': None, 'npz': load_npz, 'folder': load_folder,
+           'digits': load_digits}
 
 
 def load(config: Mapping[str, Any], count: int) -> Dataset:
