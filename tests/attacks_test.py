@@ -158,7 +158,7 @@ class InvertingGradientsTest(absltest.TestCase):
   def test_cosine_objective_is_zero_at_the_truth(self):
     model, variables, update, truth = _setup(num_victims=1)
     aux = {'target': jax.tree.map(lambda g: g[0], update.gradients), 'labels': truth.labels[0]}
-    loss = inverting._lane_loss({'image': truth.images[0]}, aux, model=model,
+    loss = inverting.lane_loss({'image': truth.images[0]}, aux, model=model,
                                 variables=variables, train=True, tv=0.0)
     self.assertLess(abs(float(loss)), 1e-6)
 

@@ -4,8 +4,9 @@ The objective is 1 − cos(∇θ L(x̂), g) over all layers (one cosine of the
 flattened gradients; per-layer weights are not implemented yet), plus `tv` ×
 total variation of x̂. Adam steps on the *sign* of the
 image gradient, pixels are boxed to the data range [0, 1] after every step,
-and the learning rate drops ×0.1 at 3/8, 5/8 and 7/8 of the run. Restarts run
-together (vmap); the lowest final objective is kept. Labels come from iDLG
+and the learning rate drops ×0.1 at 3/8, 5/8 and 7/8 of the run (or on a
+plateau, as the DIA code does). Each lane keeps the lowest-loss image it has
+seen; restarts run together (vmap) and the lowest objective is kept. Labels come from iDLG
 (batch size 1) or are known to the attacker, as the config states.
 
 References:
@@ -16,7 +17,7 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +33,18 @@ from dlg_jax.types import AttackResult, ClientUpdate, PyTree
 LABEL_MODES = ('idlg', 'known')
 
 
-def _lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
-               tv: float) -> jax.Array:
+def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
+              tv: float) -> jax.Array:
+  """Cosine gradient distance + `tv` × TV for one lane.
+
+  Dropout masks, if the model has sites, come from `z['masks']` (the attacker
+  optimises them: DIA) or else `aux['masks']` (the attacker knows them: WIIG);
+  with neither the model runs deterministically (plain IG).
+  """
   targets = jax.nn.one_hot(aux['labels'], model.num_classes)
-  dummy = gradients.batch_gradients(model, variables, z['image'], targets, train=train)
+  masks = z['masks'] if 'masks' in z else aux.get('masks')
+  dummy = gradients.batch_gradients(model, variables, z['image'], targets, masks=masks,
+                                    train=train)
   return objectives.cosine_distance(dummy, aux['target']) + tv * objectives.total_variation(
       z['image'])
 
@@ -46,11 +55,32 @@ def lr_schedule(lr: float, steps: int) -> optax.Schedule:
       lr, {int(steps * f): 0.1 for f in (3 / 8, 5 / 8, 7 / 8)})
 
 
-def _signed_image_grad(grad: PyTree) -> PyTree:
+SCHEDULES = ('multistep', 'plateau')
+
+
+def optimizer(config: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
+  """Adam with the run's learning-rate schedule.
+
+  'multistep' is Geiping et al.'s (×0.1 at 3/8, 5/8, 7/8 of `steps`);
+  'plateau' is the DIA code's ReduceLROnPlateau (×0.1 after `plateau_patience`
+  steps without a relative improvement of 1e-4, torch's default threshold).
+  """
+  lr = float(config['lr'])
+  if config.get('schedule', 'multistep') == 'plateau':
+    return optax.chain(
+        optax.adam(lr),
+        optax.contrib.reduce_on_plateau(factor=0.1, patience=int(config['plateau_patience']),
+                                        rtol=1e-4, accumulation_size=1))
+  return optax.chain(optax.adam(lr_schedule(lr, int(config['steps']))))
+
+
+def signed_image_grad(grad: PyTree) -> PyTree:
+  """Geiping et al.'s sign on the image gradient; other variables keep theirs."""
   return {**grad, 'image': jnp.sign(grad['image'])}
 
 
-def _box(z: PyTree) -> PyTree:
+def box(z: PyTree) -> PyTree:
+  """Pixels back into the data range [0, 1]."""
   return {**z, 'image': jnp.clip(z['image'], 0.0, 1.0)}
 
 
@@ -65,27 +95,53 @@ def check_config(config: Mapping[str, Any]) -> None:
   if not float(config['lr']) > 0 or float(config['tv']) < 0:
     raise ValueError(f'attack.lr must be > 0 and attack.tv >= 0, got {config["lr"]}, '
                      f'{config["tv"]}.')
+  if config.get('schedule', 'multistep') not in SCHEDULES:
+    raise ValueError(f'attack.schedule must be one of {SCHEDULES}, got {config["schedule"]!r}.')
+  if config.get('schedule') == 'plateau':
+    optimize.check_positive(config, ('plateau_patience',))
+  if int(config.get('stop_patience', 0)) < 0:
+    raise ValueError(f'attack.stop_patience must be >= 0 (0: no early stop), '
+                     f'got {config["stop_patience"]}.')
+
+
+def run(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
+        init_z: Callable[[jax.Array], PyTree], project: Callable[[PyTree], PyTree],
+        aux: PyTree, progress=None) -> AttackResult:
+  """The IG optimisation loop for any lane variables `z` holding 'image'.
+
+  Shared by IG, DIA and WIIG: signed Adam on the image (other variables get
+  their raw gradient), `project` after each step, best-so-far kept, early stop
+  after `stop_patience` steps without improvement.
+  """
+  opt = optimizer(config)
+  step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
+                           project, signed_image_grad,
+                           patience=int(config.get('stop_patience', 0)))
+  return dlg.run_lanes(key, config, aux, aux['labels'], init_z=init_z,
+                       init_lane=functools.partial(optimize.init_lane, opt, loss_fn,
+                                                   track_best=True),
+                       step=step, progress=progress)
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
            config: Mapping[str, Any], progress=None) -> AttackResult:
   """Reconstructs every victim's batch by cosine gradient matching.
 
+  The attacker runs the model deterministically: under client dropout this is
+  the mismatch Zheng measures and DIA removes (attacks/dia.py).
+
   Args:
     config: `attack` config: labels ('idlg' | 'known'), init, steps, chunk,
-      restarts, lr, tv, tol, train (BatchNorm mode the attacker assumes).
+      restarts, lr, tv, tol, train (BatchNorm mode the attacker assumes),
+      schedule ('multistep' | 'plateau', with plateau_patience), stop_patience.
   """
   check_config(config)
   fixed_labels = dlg.recover_labels(update, config['labels'])
-  loss_fn = functools.partial(_lane_loss, model=model, variables=variables,
+  loss_fn = functools.partial(lane_loss, model=model, variables=variables,
                               train=bool(config['train']), tv=float(config['tv']))
-  opt = optax.adam(lr_schedule(float(config['lr']), int(config['steps'])))
   init_z = functools.partial(dlg.init_dummy, shape=(update.batch_size, *update.input_shape),
                              num_classes=update.num_classes, init=config['init'],
                              label_mode='known')
-  step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
-                           _box, _signed_image_grad)
-  aux = {'target': update.gradients, 'labels': fixed_labels}
-  return dlg.run_lanes(key, config, aux, fixed_labels, init_z=init_z,
-                       init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
-                       step=step, progress=progress)
+  aux = {'target': update.gradients, 'labels': fixed_labels, 'victim_ids': update.victim_ids}
+  return run(key, config, loss_fn=loss_fn, init_z=init_z,
+             project=box, aux=aux, progress=progress)

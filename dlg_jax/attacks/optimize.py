@@ -44,6 +44,11 @@ class LaneState(NamedTuple):
   evaluations: jax.Array  # int32, loss-and-gradient evaluations
   done: jax.Array  # bool
   diverged: jax.Array  # bool
+  # Best-so-far tracking, for optimisers whose loss is not monotone (Adam);
+  # None for L-BFGS, whose line search only accepts decreases.
+  best_z: PyTree = None  # variables at the lowest loss seen
+  best_loss: jax.Array | None = None
+  stale: jax.Array | None = None  # int32, accepted steps since the last improvement
 
 
 def check_positive(config, fields: tuple[str, ...]) -> None:
@@ -86,11 +91,25 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
   return optax.lbfgs(memory_size=memory_size, linesearch=search)
 
 
-def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol) -> tuple[LaneState, jax.Array]:
-  """Accepts a proposed step unless the lane is done or the step is non-finite."""
+def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
+            patience: int = 0) -> tuple[LaneState, jax.Array]:
+  """Accepts a proposed step unless the lane is done or the step is non-finite.
+
+  With best-so-far tracking, a lane also stops after `patience` (> 0)
+  accepted steps without a new lowest loss (early stopping).
+  """
   active = ~state.done
   finite = jnp.isfinite(loss) & _all_finite(z)
   accept = active & finite
+  done = state.done | (active & ~finite) | (accept & (loss <= tol))
+  best = {}
+  if state.best_z is not None:
+    improved = accept & (loss < state.best_loss)
+    stale = jnp.where(improved, 0, state.stale + accept.astype(jnp.int32))
+    best = dict(best_z=_select(improved, z, state.best_z),
+                best_loss=jnp.where(improved, loss, state.best_loss), stale=stale)
+    if patience > 0:
+      done = done | (stale >= patience)
   new = LaneState(
       z=_select(accept, z, state.z),
       opt_state=_select(accept, opt_state, state.opt_state),
@@ -98,21 +117,36 @@ def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol) -> tuple[Lan
       grad=_select(accept, grad, state.grad),
       iterations=state.iterations + accept.astype(jnp.int32),
       evaluations=state.evaluations + jnp.where(active, evals, 0).astype(jnp.int32),
-      done=state.done | (active & ~finite) | (accept & (loss <= tol)),
+      done=done,
       diverged=state.diverged | (active & ~finite),
+      **best,
   )
   return new, jnp.where(accept, loss, jnp.nan)
 
 
+def kept(state: LaneState) -> tuple[PyTree, jax.Array]:
+  """The (variables, loss) a lane reports: its best so far if tracked, else current."""
+  if state.best_z is None:
+    return state.z, state.loss
+  return state.best_z, state.best_loss
+
+
 def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
-              aux: PyTree) -> LaneState:
-  """Initial state of one lane (one evaluation), for any optimiser here."""
+              aux: PyTree, track_best: bool = False) -> LaneState:
+  """Initial state of one lane (one evaluation), for any optimiser here.
+
+  `track_best` keeps the lowest-loss variables seen (first-order optimisers,
+  whose loss oscillates); the run then reports those.
+  """
   loss, grad = jax.value_and_grad(loss_fn)(z, aux)
   # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
   # chunk would otherwise be traced and compiled twice (weak in, strong out).
   opt_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), opt.init(z))
-  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1),
-                   ~jnp.isfinite(loss), ~jnp.isfinite(loss))
+  bad = ~jnp.isfinite(loss)
+  best = {}
+  if track_best:
+    best = dict(best_z=z, best_loss=jnp.where(bad, jnp.inf, loss), stale=jnp.int32(0))
+  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1), bad, bad, **best)
 
 
 def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
@@ -129,19 +163,23 @@ def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol:
   return _finish(state, z, opt_state, loss, grad, evals, tol)
 
 
-def first_order_step(opt: optax.GradientTransformation, loss_fn: LossFn, tol: float,
+def first_order_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
                      project: Callable[[PyTree], PyTree], transform_grad: Callable[[PyTree], PyTree],
-                     state: LaneState, aux: PyTree) -> tuple[LaneState, jax.Array]:
+                     state: LaneState, aux: PyTree, patience: int = 0) -> tuple[LaneState, jax.Array]:
   """One step of a first-order optimiser (e.g. Adam on signed gradients).
 
   `transform_grad` maps the raw gradient before the optimiser (Geiping et al.
   take the sign of the image gradient); `project` maps the variables back to
-  their domain after the step (pixels boxed to the data range).
+  their domain after the step (pixels boxed to the data range). The current
+  loss reaches the optimiser as `value`, for plateau schedules
+  (`optax.contrib.reduce_on_plateau`); `patience` > 0 stops a lane that has
+  not improved for that many steps (needs `init_lane(track_best=True)`).
   """
-  updates, opt_state = opt.update(transform_grad(state.grad), state.opt_state, state.z)
+  updates, opt_state = opt.update(transform_grad(state.grad), state.opt_state, state.z,
+                                  value=state.loss)
   z = project(optax.apply_updates(state.z, updates))
   loss, grad = jax.value_and_grad(loss_fn)(z, aux)
-  return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol)
+  return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol, patience)
 
 
 def _swap(loss_fn: LossFn) -> Callable[[PyTree, PyTree], jax.Array]:
@@ -178,7 +216,8 @@ class LoopResult(NamedTuple):
 
 def best_restart(state: LaneState) -> jax.Array:
   """Lowest finite loss per victim; diverged restarts lose."""
-  loss = jnp.where(jnp.isfinite(state.loss) & ~state.diverged, state.loss, jnp.inf)
+  _, loss = kept(state)
+  loss = jnp.where(jnp.isfinite(loss) & ~state.diverged, loss, jnp.inf)
   return jnp.argmin(loss, axis=1)
 
 
@@ -191,14 +230,14 @@ def run(chunk_fn: Callable, state: LaneState, aux: PyTree, *, steps: int, chunk_
         snapshot: Callable[[PyTree], PyTree] = lambda z: z,
         progress: Callable[[int, LaneState], None] | None = None) -> LoopResult:
   """Runs chunks until `steps` iterations are done or every lane has stopped."""
-  traces, snapshots = [], [(0, snapshot(take_restart(state.z, best_restart(state))))]
+  traces, snapshots = [], [(0, snapshot(take_restart(kept(state)[0], best_restart(state))))]
   done_iters = 0
   while done_iters < steps:
     state, trace = chunk_fn(state, aux)
     done_iters += chunk_size
     traces.append(np.asarray(trace))
     best = best_restart(state)
-    snapshots.append((done_iters, snapshot(take_restart(state.z, best))))
+    snapshots.append((done_iters, snapshot(take_restart(kept(state)[0], best))))
     if progress is not None:
       progress(done_iters, state)
     if bool(jnp.all(state.done)):

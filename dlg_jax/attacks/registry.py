@@ -8,15 +8,18 @@ from __future__ import annotations
 from typing import Callable
 
 from dlg_jax.attacks import analytic
+from dlg_jax.attacks import dia
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
 from dlg_jax.attacks import inverting
 
 ATTACKS: dict[str, Callable] = {
     'analytic': analytic.attack,
+    'dia': dia.attack,
     'dlg': dlg.attack,
     'idlg': idlg.attack,
     'ig': inverting.attack,
+    'wiig': dia.wiig_attack,
 }
 
 
