@@ -79,11 +79,16 @@ def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train:
 
 def init_lane_variables(key: jax.Array, *, shape: tuple[int, ...], num_classes: int,
                         init: str, template: PyTree, rate: float) -> PyTree:
-  """Dummy image (and masks when the model has dropout sites) of one lane."""
+  """Dummy image (and masks when the model has dropout sites) of one lane.
+
+  Without sites the image comes from `key` itself, exactly as IG's does, so
+  that DIA at p = 0 *is* IG.
+  """
+  if not template:
+    return dlg.init_dummy(key, shape, num_classes, init, label_mode='known')
   k_image, k_masks = jax.random.split(key)
   z = dlg.init_dummy(k_image, shape, num_classes, init, label_mode='known')
-  if template:
-    z['masks'] = init_masks(k_masks, template, rate)
+  z['masks'] = init_masks(k_masks, template, rate)
   return z
 
 
