@@ -1,5 +1,14 @@
 """`run(config, workdir)`: the one place where data, model, client, attack,
-metrics and report are wired together (the five hops of STYLE.md §3)."""
+metrics and report are wired together (the five hops of STYLE.md §3).
+
+Victims run in chunks of `run.chunk_victims` (0: all at once). Each chunk is
+sharded over this process's devices on a one-axis mesh (`parallel`), scored,
+and saved to `workdir/chunks/` as soon as it finishes (`chunks`); a rerun with
+the same workdir skips the chunks already there. Every per-victim key folds in
+the victim's global index, so a victim's result does not depend on its chunk,
+device or host. With `run.distributed`, every process takes its share of the
+chunks and process 0 writes the report once all are done.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from dlg_jax import chunks as chunks_lib
 from dlg_jax import data as data_lib
+from dlg_jax import html_report
 from dlg_jax import metrics
 from dlg_jax import models
+from dlg_jax import parallel
+from dlg_jax import preprocess
 from dlg_jax import report
 from dlg_jax.attacks import registry
 from dlg_jax.client import simulate
@@ -32,17 +45,19 @@ def check(config: Mapping[str, Any]) -> None:
   if config['model'].get('name') not in models.MODELS:
     raise ValueError(f'unknown model {config["model"].get("name")!r}; '
                      f'choose one of {sorted(models.MODELS)}.')
-  if config['data']['name'] not in data_lib.LOADERS:
-    raise ValueError(f'unknown data set {config["data"]["name"]!r}; '
-                     f'choose one of {sorted(data_lib.LOADERS)}.')
+  data_lib.check_name(config['data']['name'])
   for section, field in (('data', 'num_victims'), ('client', 'batch_size')):
     value = config[section][field]
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'{section}.{field} must be a positive integer, got {value!r}.')
+  chunk_victims = config.get('run', {}).get('chunk_victims', 0)
+  if not isinstance(chunk_victims, int) or chunk_victims < 0:
+    raise ValueError(f'run.chunk_victims must be an integer >= 0 (0: one chunk), '
+                     f'got {chunk_victims!r}.')
 
 
-def _progress_bar(total: int, desc: str):
-  bar = tqdm.tqdm(total=total, desc=desc, unit='it', dynamic_ncols=True)
+def _progress_bar(total: int, desc: str, leave: bool = True):
+  bar = tqdm.tqdm(total=total, desc=desc, unit='it', dynamic_ncols=True, leave=leave)
 
   def update(iteration: int, state) -> None:
     bar.update(min(iteration, total) - bar.n)
@@ -51,57 +66,128 @@ def _progress_bar(total: int, desc: str):
   return bar, update
 
 
-def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
-  """Runs one experiment and writes its report to `workdir`.
+def _names(dataset_names: tuple[str, ...], num_victims: int, batch: int) -> tuple:
+  return tuple(tuple(dataset_names[v * batch:(v + 1) * batch]) if batch > 1 else dataset_names[v]
+               for v in range(num_victims))
+
+
+def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: jax.Array,
+              k_attack: jax.Array, client_cfg: Mapping[str, Any], attack_cfg: Mapping[str, Any],
+              mesh: jax.sharding.Mesh, leave_bar: bool = True):
+  """Client round, attack and scores of the victims `ids` (global indices).
+
+  `truth` holds every victim of the run (host arrays); the chunk's victims are
+  padded to a multiple of the mesh size, sharded on the victim axis, and the
+  padding is dropped from the results.
 
   Returns:
-    The metrics record written to metrics.json.
+    (result, truth of the chunk, scores, seconds of client + attack).
   """
-  cfg = _to_dict(config)
-  check(cfg)
-  data_cfg, client_cfg, attack_cfg = cfg['data'], cfg['client'], cfg['attack']
-  num_victims, batch = data_cfg['num_victims'], client_cfg['batch_size']
-  os.makedirs(workdir, exist_ok=True)
-  report.write_json(os.path.join(workdir, 'config.json'), cfg)
-
-  root = jax.random.key(cfg['seed'])
-  k_model, k_client, k_attack = jax.random.split(root, 3)
-  del root
-
-  # 1. data + model
-  dataset = data_lib.load(data_cfg, num_victims * batch)
-  num_classes = int(data_cfg.get('num_classes') or dataset.num_classes)
-  if dataset.labels.max() >= num_classes:
-    raise ValueError(f'data.num_classes={num_classes} but a label is {dataset.labels.max()}.')
-  shape = dataset.images.shape[1:]
-  model = models.build(cfg['model'], input_shape=shape, num_classes=num_classes)
-  variables = model.init(k_model)
-  truth = Private(jnp.asarray(dataset.images.reshape(num_victims, batch, *shape)),
-                  jnp.asarray(dataset.labels.reshape(num_victims, batch)))
-  names = tuple(tuple(dataset.names[v * batch:(v + 1) * batch]) if batch > 1 else dataset.names[v]
-                for v in range(num_victims))
-
-  # 2. client
+  padded = parallel.pad_to_devices(ids, mesh)
+  part = parallel.shard_victims(
+      (Private(truth.images[padded], truth.labels[padded]), jnp.asarray(padded, jnp.int32)), mesh)
+  chunk_truth, victim_ids = part
   start = time.perf_counter()
-  update, truth, _ = simulate.client_update(model, variables, truth, k_client, client_cfg)
-
-  # 3. attack (sees the update and the public model only)
+  update, chunk_truth, _ = simulate.client_update(model, variables, chunk_truth, k_client,
+                                                  client_cfg, victim_ids=victim_ids)
   attack = registry.get(attack_cfg['name'])
-  bar, progress = _progress_bar(int(attack_cfg['steps']), f'{attack_cfg["name"]} × {num_victims}')
+  bar, progress = _progress_bar(int(attack_cfg['steps']),
+                                f'{attack_cfg["name"]} × {len(ids)}', leave=leave_bar)
   try:
     result = attack(update, model, variables, k_attack, attack_cfg, progress=progress)
     jax.block_until_ready(result.images)
   finally:
     bar.close()
   seconds = time.perf_counter() - start
+  keep = len(ids)
+  if len(padded) != keep:
+    result = result._replace(**{
+        f: (getattr(result, f)[:keep]) for f in ('images', 'labels', 'loss', 'iterations',
+                                                 'evaluations', 'diverged', 'loss_trace')},
+        snapshots=tuple((it, s[:keep]) for it, s in result.snapshots))
+    chunk_truth = Private(chunk_truth.images[:keep], chunk_truth.labels[:keep])
+  scores = metrics.score(result, chunk_truth)
+  return result, chunk_truth, scores, seconds
 
-  # 4. metrics, 5. report
-  scores = metrics.score(result, truth)
+
+def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
+  """Runs one experiment (resuming finished chunks) and writes its report to `workdir`.
+
+  Returns:
+    The metrics record written to metrics.json (on process 0; other
+    processes return {} once their chunks are saved).
+  """
+  cfg = _to_dict(config)
+  check(cfg)
+  run_cfg = dict(cfg.get('run', {}))
+  parallel.initialize_distributed(bool(run_cfg.get('distributed', False)))
+  data_cfg, client_cfg, attack_cfg = cfg['data'], cfg['client'], cfg['attack']
+  num_victims, batch = data_cfg['num_victims'], client_cfg['batch_size']
+  lead = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if lead:
+    report.write_json(os.path.join(workdir, 'config.json'), cfg)
+
+  root = jax.random.key(cfg['seed'])
+  k_model, k_client, k_attack = jax.random.split(root, 3)
+  del root
+
+  # 1. data + model (the model takes [0, 1] pixels; normalisation is its first layer)
+  dataset = data_lib.load(data_cfg, num_victims * batch)
+  num_classes = int(data_cfg.get('num_classes') or dataset.num_classes)
+  if dataset.labels.max() >= num_classes:
+    raise ValueError(f'data.num_classes={num_classes} but a label is {dataset.labels.max()}.')
+  shape = dataset.images.shape[1:]
+  model = models.build(cfg['model'], input_shape=shape, num_classes=num_classes)
+  model = preprocess.normalized(model, preprocess.from_config(data_cfg, shape[-1]))
+  variables = model.init(k_model)
+  truth = Private(dataset.images.reshape(num_victims, batch, *shape),
+                  dataset.labels.reshape(num_victims, batch))
+  names = _names(dataset.names, num_victims, batch)
+
+  # 2.-4. client, attack (sees the update and the public model only), scores: per chunk
+  plan = chunks_lib.plan(num_victims, int(run_cfg.get('chunk_victims', 0)))
+  mine = [plan[i] for i in parallel.share(len(plan), jax.process_index(), jax.process_count())]
+  fp = chunks_lib.fingerprint(cfg)
+  resume = bool(run_cfg.get('resume', True))
+  todo = [c for c in mine if not (resume and os.path.exists(chunks_lib.path(workdir, c)))]
+  for c in mine:
+    if c not in todo:  # fail now, not after hours, if the workdir holds another config's chunks
+      chunks_lib.load(chunks_lib.path(workdir, c), fp)
+  if len(todo) < len(mine):
+    logging.info('resuming: %d of %d chunks already in %s', len(mine) - len(todo), len(mine),
+                 os.path.join(workdir, 'chunks'))
+  mesh = parallel.victim_mesh()
+  several = len(plan) > 1
+  outer = tqdm.tqdm(total=sum(c.stop - c.start for c in mine), unit='victim', desc='victims',
+                    initial=sum(c.stop - c.start for c in mine if c not in todo),
+                    dynamic_ncols=True, disable=not several)
+  try:
+    for c in todo:
+      result, chunk_truth, scores, seconds = run_chunk(
+          np.arange(c.start, c.stop), model=model, variables=variables, truth=truth,
+          k_client=k_client, k_attack=k_attack, client_cfg=client_cfg, attack_cfg=attack_cfg,
+          mesh=mesh, leave_bar=not several)
+      chunks_lib.save(chunks_lib.path(workdir, c), fingerprint_=fp,
+                      victim_ids=np.arange(c.start, c.stop), truth=chunk_truth, result=result,
+                      scores=scores, seconds=seconds, steps=int(attack_cfg['steps']))
+      outer.update(c.stop - c.start)
+  finally:
+    outer.close()
+  parallel.barrier('dlg_jax: every chunk saved')
+  if not lead:
+    return {}
+
+  # 5. report, from the chunk files in victim order (identical after a resume)
+  parts = [chunks_lib.load(chunks_lib.path(workdir, c), fp) for c in plan]
+  result, truth, scores, seconds = chunks_lib.merge(parts)
   summary = metrics.summary(scores, seconds)
-  record = report.write(workdir, cfg, result, truth, scores, summary, names)
+  extra = {'run': {'chunks': len(plan), 'chunk_victims': int(run_cfg.get('chunk_victims', 0)),
+                   'local_devices': int(mesh.devices.size), 'processes': jax.process_count()}}
+  record = report.write(workdir, cfg, result, truth, scores, summary, names, extra=extra)
+  html_report.write(workdir, cfg, record)
   if summary['num_diverged']:
     logging.warning('%d of %d victims diverged (non-finite matching loss); their last finite '
                     'reconstruction is reported.', summary['num_diverged'], num_victims)
   print(report.table(summary, record['victims']), flush=True)
   return record
-

@@ -39,6 +39,10 @@ class ClientUpdate(NamedTuple):
   # The client's dropout masks (leading victim axis) when the threat model
   # reveals them: the masks-known upper bound (WIIG) of the DIA paper.
   known_masks: PyTree | None = None
+  # Global index of each victim (V,) int32, public bookkeeping: per-victim keys
+  # fold these in, so a victim's run does not depend on which chunk, device or
+  # host processed it. None means arange(V).
+  victim_ids: jax.Array | None = None
 
 
 class AttackResult(NamedTuple):

@@ -104,7 +104,8 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
                               train=bool(config['train']), distance=config['distance'],
                               label_mode=label_mode)
   aux = {'target': update.gradients,
-         'labels': fixed_labels if fixed_labels is not None else jnp.zeros((num_victims, 0), jnp.int32)}
+         'labels': fixed_labels if fixed_labels is not None else jnp.zeros((num_victims, 0), jnp.int32),
+         'victim_ids': update.victim_ids}
 
   init_z = functools.partial(init_dummy, shape=batch_shape, num_classes=update.num_classes,
                              init=config['init'], label_mode=label_mode)
@@ -119,9 +120,12 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
   """Shared driver of optimisation attacks: init, jitted chunks, best restart.
 
   Args:
-    key: the attacker's key; lane (v, r) starts from `fold_in(fold_in(key, v), r)`.
+    key: the attacker's key; lane (v, r) starts from
+      `fold_in(fold_in(key, aux['victim_ids'][v]), r)`.
     config: needs restarts, steps, chunk.
-    aux: per-victim public data (leading victim axis).
+    aux: per-victim public data (leading victim axis); a dict may hold
+      'victim_ids' (`ClientUpdate.victim_ids`: global indices, None or absent
+      means arange(V)) so that a victim's lanes start the same in any chunk.
     fixed_labels: (V, B) labels the attack fixed, or None if `z` holds
       'label_logits' to read them from.
     init_z: key -> one lane's variables; must hold 'image'.
@@ -130,8 +134,10 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
   """
   num_victims = jax.tree.leaves(aux)[0].shape[0]
   restarts = int(config['restarts'])
+  victim_ids = aux.get('victim_ids') if isinstance(aux, dict) else None
+  ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
   keys = jax.vmap(lambda v: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, v), r))(
-      jnp.arange(restarts)))(jnp.arange(num_victims))
+      jnp.arange(restarts)))(ids)
   z0 = jax.vmap(jax.vmap(init_z))(keys)
   state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux)
   chunk_fn = optimize.make_chunk(step, int(config['chunk']))

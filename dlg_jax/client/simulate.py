@@ -44,14 +44,17 @@ def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: 
 
 
 def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Array,
-                  config: Mapping[str, Any]) -> tuple[ClientUpdate, Private, PyTree]:
+                  config: Mapping[str, Any], victim_ids: jax.Array | None = None
+                  ) -> tuple[ClientUpdate, Private, PyTree]:
   """Runs every victim's round at once (vmap over victims).
 
   Args:
     victims: ground truth, images (V, B, H, W, C) and labels (V, B).
-    key: the clients' key; victim v uses `fold_in(key, v)`.
+    key: the clients' key; victim v uses `fold_in(key, victim_ids[v])`.
     config: `client` config: train (BatchNorm mode), reveal_labels, defenses
       (a list of defense specs, see `defenses.build`).
+    victim_ids: (V,) global victim indices (default arange(V)); a chunk of a
+      larger run passes its slice so each victim's key is the same in any chunk.
 
   Returns:
     (what the server sees, the ground truth, the dropout masks each victim
@@ -66,9 +69,11 @@ def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Ar
                            train=bool(config['train']), dropout_rate=dropout_rate,
                            defense=defense)
 
-  grads, masks = jax.jit(jax.vmap(one))(jnp.arange(num_victims), victims.images, victims.labels)
+  ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
+  grads, masks = jax.jit(jax.vmap(one))(ids, victims.images, victims.labels)
   update = ClientUpdate(
       gradients=grads, batch_size=batch_size, input_shape=model.input_shape,
       num_classes=model.num_classes,
-      known_labels=victims.labels if config.get('reveal_labels', False) else None)
+      known_labels=victims.labels if config.get('reveal_labels', False) else None,
+      victim_ids=victim_ids)
   return update, victims, masks

@@ -1,0 +1,38 @@
+"""iDLG (Zhao et al. 2020) on the DLG LeNet, 256 Fashion-MNIST test images.
+
+Real labelled data offline: the gzip IDX files that Debian's
+`dataset-fashion-mnist` package installs (README.md: with root
+`apt-get install dataset-fashion-mnist`; without it `apt-get download` +
+`dpkg -x`). Victims run in chunks of 32 that are saved as they finish, so a
+killed run resumes where it stopped (BUILD_NOTES.md, "Many victims and TFDS").
+
+  python launch.py --config=configs/idlg_fashion_mnist.py --workdir=runs/fmnist \
+      --config.data.path=/usr/share/datasets/fashion-mnist
+  python launch.py --config=configs/idlg_fashion_mnist.py:smoke --workdir=runs/fmnist_smoke
+
+Measured figures: BUILD_NOTES.md, "Many victims and TFDS (issue 6)".
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = common.base()
+  config.data.name = 'idx'
+  config.data.path = '/usr/share/datasets/fashion-mnist'
+  config.data.split = 'test'
+  config.data.size = 28
+  config.data.channels = 1
+  config.data.num_victims = 256
+  config.run.chunk_victims = 32
+  config.attack.name = 'idlg'
+  config.attack.labels = 'idlg'
+  config.attack.init = 'rand'
+  config.attack.steps = 500
+  if arg == 'smoke':
+    config.run.chunk_victims = 1
+  return common.apply_arg(config, arg)
