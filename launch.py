@@ -1,5 +1,7 @@
 """Runs one experiment: python launch.py --config=configs/idlg.py --workdir=runs/x
 
+A config with a `sweep` field runs a grid of them instead (dlg_jax/sweep.py).
+
 Kept short on purpose: all logic is in `dlg_jax.experiment`, which can be
 tested. A bad config ends with one line saying what to change, not a trace.
 """
@@ -11,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dlg_jax import experiment
+from dlg_jax import sweep
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -21,7 +24,10 @@ flags.mark_flags_as_required(['config'])
 def main(argv):
   del argv
   try:
-    experiment.run(FLAGS.config, FLAGS.workdir)
+    if 'sweep' in FLAGS.config:  # a grid of experiments (configs/defenses.py)
+      sweep.launch(FLAGS.config, FLAGS.workdir)
+    else:
+      experiment.run(FLAGS.config, FLAGS.workdir)
   except (ValueError, FileNotFoundError, KeyError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -31,6 +31,7 @@ from dlg_jax import parallel
 from dlg_jax import preprocess
 from dlg_jax import report
 from dlg_jax.attacks import registry
+from dlg_jax.client import accounting
 from dlg_jax.client import simulate
 from dlg_jax.types import Private
 
@@ -119,6 +120,8 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   """
   cfg = _to_dict(config)
   check(cfg)
+  # (epsilon, delta) when the client runs dp_sgd; computed first, so bad settings fail early.
+  privacy = accounting.experiment_privacy(cfg['client'])
   run_cfg = dict(cfg.get('run', {}))
   parallel.initialize_distributed(bool(run_cfg.get('distributed', False)))
   data_cfg, client_cfg, attack_cfg = cfg['data'], cfg['client'], cfg['attack']
@@ -181,7 +184,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   # 5. report, from the chunk files in victim order (identical after a resume)
   parts = [chunks_lib.load(chunks_lib.path(workdir, c), fp) for c in plan]
   result, truth, scores, seconds = chunks_lib.merge(parts)
-  summary = metrics.summary(scores, seconds)
+  summary = {**metrics.summary(scores, seconds), **privacy}
   extra = {'run': {'chunks': len(plan), 'chunk_victims': int(run_cfg.get('chunk_victims', 0)),
                    'local_devices': int(mesh.devices.size), 'processes': jax.process_count()}}
   record = report.write(workdir, cfg, result, truth, scores, summary, names, extra=extra)

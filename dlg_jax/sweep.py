@@ -38,7 +38,11 @@ MISSING = '—'
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+-]*$')
 
 # config.sweep -> module with `run(config, workdir) -> list[dict]`.
-SWEEPS: dict[str, str] = {}
+SWEEPS: dict[str, str] = {
+    'defenses': 'dlg_jax.defense_sweep',
+    'dropout': 'dlg_jax.dropout_sweep',
+    'batch': 'dlg_jax.batch_sweep',
+}
 
 
 @dataclasses.dataclass(frozen=True)

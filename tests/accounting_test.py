@@ -79,5 +79,41 @@ class DpSgdEpsilonTest(parameterized.TestCase):
       accounting.dp_sgd_epsilon(**kwargs)
 
 
+class ExperimentPrivacyTest(parameterized.TestCase):
+
+  DP = {'name': 'dp_sgd', 'clip_norm': 1.0, 'noise_multiplier': 1.3}
+
+  def test_no_dp_sgd_no_record(self):
+    self.assertEqual(accounting.experiment_privacy({'defenses': []}), {})
+    self.assertEqual(accounting.experiment_privacy(
+        {'defenses': [{'name': 'gaussian', 'variance': 1e-2}]}), {})
+
+  def test_default_is_one_full_batch_gradient(self):
+    record = accounting.experiment_privacy({'defenses': [self.DP]})
+    self.assertAlmostEqual(record['epsilon'], _direct(1.3, 1.0, 1, 1e-5, 'rdp'), places=9)
+    self.assertEqual((record['sampling_rate'], record['dp_steps'], record['delta']),
+                     (1.0, 1, 1e-5))
+
+  def test_configured_accounting_equals_dp_accounting(self):
+    client = {'defenses': [{'name': 'quantize', 'fmt': 'bf16'}, self.DP],
+              'accounting': {'sampling_rate': 64 / 1347, 'steps': 1000, 'delta': 1e-5,
+                             'accountant': 'pld'}}
+    record = accounting.experiment_privacy(client)
+    self.assertAlmostEqual(record['epsilon'], _direct(1.3, 64 / 1347, 1000, 1e-5, 'pld'),
+                           places=9)
+    self.assertEqual(record['noise_multiplier'], 1.3)
+    self.assertEqual(record['accountant'], 'pld')
+
+  @parameterized.named_parameters(
+      ('unknown_field', {'accounting': {'epochs': 3}}, 'unknown client.accounting'),
+      ('two_stages', {'defenses': [DP, DP]}, 'more than one dp_sgd'),
+      ('bad_delta', {'accounting': {'delta': 2.0}}, 'client.accounting.*delta'),
+  )
+  def test_bad_settings_raise(self, client, regex):
+    client = {'defenses': [self.DP], **client}
+    with self.assertRaisesRegex(ValueError, regex):
+      accounting.experiment_privacy(client)
+
+
 if __name__ == '__main__':
   absltest.main()

@@ -14,9 +14,10 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import math
 import operator
-from typing import Literal
+from typing import Any, Literal
 
 import dp_accounting
 from dp_accounting import pld
@@ -103,3 +104,69 @@ def dp_sgd_epsilon(
     acc = pld.PLDAccountant()
   acc.compose(dp_sgd_event(z, q, steps))
   return float(acc.get_epsilon(delta))
+
+
+def dp_sgd_privacy(
+    noise_multiplier: float,
+    sampling_rate: float,
+    steps: int,
+    delta: float,
+    accountant: Literal['rdp', 'pld'] = 'rdp',
+) -> dict[str, float | int | str]:
+  """`dp_sgd_epsilon` together with its inputs, as a JSON-ready record.
+
+  Example:
+    >>> r = dp_sgd_privacy(1.1, 256 / 60000, 10_000, 1e-5)
+    >>> round(r['epsilon'], 2), r['dp_steps'], r['accountant']
+    (2.16, 10000, 'rdp')
+  """
+  epsilon = dp_sgd_epsilon(noise_multiplier, sampling_rate, steps, delta, accountant)
+  return {'epsilon': epsilon, 'delta': float(delta),
+          'noise_multiplier': float(noise_multiplier),
+          'sampling_rate': float(sampling_rate), 'dp_steps': int(steps),
+          'accountant': accountant}
+
+
+# What an experiment accounts for when the config does not say: the one
+# gradient the client shares, computed on its whole batch.
+DEFAULT_EXPERIMENT_ACCOUNTING = {'sampling_rate': 1.0, 'steps': 1, 'delta': 1e-5,
+                                 'accountant': 'rdp'}
+
+
+def experiment_privacy(client: Mapping[str, Any]) -> dict[str, float | int | str]:
+  """The (ε, δ) record of a client config whose defense chain has dp_sgd.
+
+  The dp_sgd spec gives z (``noise_multiplier``); ``client.accounting`` gives
+  the accountant's other inputs: ``sampling_rate`` q, ``steps`` T, ``delta``
+  and ``accountant``. Its defaults (`DEFAULT_EXPERIMENT_ACCOUNTING`: q = 1,
+  T = 1) account for exactly what an experiment shares, one full-batch
+  gradient; to state the ε of the training run that gradient belongs to, set
+  q = B/N and T to that run's values (configs/defenses.py does).
+
+  Args:
+    client: the ``client`` config (``defenses``, optional ``accounting``).
+
+  Returns:
+    {} when no stage is dp_sgd, else `dp_sgd_privacy`'s record.
+
+  Raises:
+    ValueError: two dp_sgd stages, an unknown ``client.accounting`` field or
+      a value out of range.
+  """
+  stages = [dict(s) for s in client.get('defenses', []) or [] if dict(s).get('name') == 'dp_sgd']
+  if not stages:
+    return {}
+  if len(stages) > 1:
+    raise ValueError('client.defenses has more than one dp_sgd stage; the accountant covers '
+                     'one (z, C) per step.')
+  options = dict(client.get('accounting', None) or {})
+  unknown = sorted(set(options) - set(DEFAULT_EXPERIMENT_ACCOUNTING))
+  if unknown:
+    raise ValueError(f'unknown client.accounting field(s) {unknown}; the fields are '
+                     f'{sorted(DEFAULT_EXPERIMENT_ACCOUNTING)}.')
+  options = {**DEFAULT_EXPERIMENT_ACCOUNTING, **options}
+  try:
+    return dp_sgd_privacy(stages[0].get('noise_multiplier'), options['sampling_rate'],
+                          options['steps'], options['delta'], options['accountant'])
+  except ValueError as e:
+    raise ValueError(f'client.accounting / dp_sgd spec: {e}') from None
