@@ -27,16 +27,6 @@ def base() -> ml_collections.ConfigDict:
   config.data.normalize = ''
   config.data.mean = ()  # for normalize='custom': one value or one per channel
   config.data.std = ()
-  # idx / TFDS sources (data.name='idx' or any TFDS name, e.g. 'fashion_mnist'):
-  config.data.data_dir = ''  # TFDS data_dir holding the set prepared as ArrayRecord
-  config.data.split = 'test'
-  config.data.indices = ()  # explicit victim indices within the split, in order
-  config.data.sample_seed = -1  # >= 0: a seeded sample of the split; -1: the first ones
-  # Normalisation folded into the model's first layer (attacks and metrics
-  # stay in [0, 1] pixels): '' | a data-set name in preprocess.STATS | 'custom'.
-  config.data.normalize = ''
-  config.data.mean = ()  # for normalize='custom': one value or one per channel
-  config.data.std = ()
 
   # Model options are passed to the module; see dlg_jax/models.
   config.model = ml_collections.ConfigDict({'name': 'lenet'})
@@ -53,12 +43,11 @@ def base() -> ml_collections.ConfigDict:
   config.run.chunk_victims = 0  # victims per saved chunk (0: all in one chunk)
   config.run.resume = True  # skip chunks already saved in the workdir
   config.run.distributed = False  # jax.distributed.initialize(); each host takes its share
-
-  # How the victims are executed; chunk_victims changes no victim's result.
-  config.run = ml_collections.ConfigDict()
-  config.run.chunk_victims = 0  # victims per saved chunk (0: all in one chunk)
-  config.run.resume = True  # skip chunks already saved in the workdir
-  config.run.distributed = False  # jax.distributed.initialize(); each host takes its share
+  # Passed to jax.distributed.initialize when set; unset, JAX detects them
+  # on SLURM / Open MPI / Cloud TPU / GKE.
+  config.run.coordinator_address = ''  # 'host:port' of process 0
+  config.run.num_processes = 0
+  config.run.process_id = -1
 
   config.attack = ml_collections.ConfigDict()
   config.attack.name = 'idlg'

@@ -26,7 +26,8 @@ from dlg_jax.types import AttackResult, Private, Scores
 # Config fields that do not change any victim's result (how the run is
 # executed), left out of the fingerprint so that e.g. resuming with progress
 # bars off still matches.
-_EXECUTION_FIELDS = ('resume', 'distributed', 'progress')
+_EXECUTION_FIELDS = ('resume', 'distributed', 'coordinator_address', 'num_processes',
+                     'process_id')
 
 
 class Chunk(NamedTuple):

@@ -123,7 +123,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   # (epsilon, delta) when the client runs dp_sgd; computed first, so bad settings fail early.
   privacy = accounting.experiment_privacy(cfg['client'])
   run_cfg = dict(cfg.get('run', {}))
-  parallel.initialize_distributed(bool(run_cfg.get('distributed', False)))
+  parallel.initialize_distributed(run_cfg)
   data_cfg, client_cfg, attack_cfg = cfg['data'], cfg['client'], cfg['attack']
   num_victims, batch = data_cfg['num_victims'], client_cfg['batch_size']
   lead = jax.process_index() == 0

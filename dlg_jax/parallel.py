@@ -12,6 +12,8 @@ before process 0 writes the report.
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import jax
 from jax.experimental import multihost_utils
 import numpy as np
@@ -56,15 +58,26 @@ def share(num_items: int, process_index: int, process_count: int) -> list[int]:
   return list(range(process_index, num_items, process_count))
 
 
-def initialize_distributed(enabled: bool) -> None:
-  """`jax.distributed.initialize()` once, when the config asks for several hosts.
+def initialize_distributed(run_config: Mapping[str, Any]) -> None:
+  """`jax.distributed.initialize` once, when `run.distributed` asks for several hosts.
 
-  With no arguments JAX reads the coordinator, process count and index from
-  the cluster environment (SLURM, Cloud TPU, or JAX_COORDINATOR_ADDRESS /
-  JAX_NUM_PROCESSES / JAX_PROCESS_ID); see jax.distributed.initialize.
+  `run.coordinator_address` ('host:port'), `run.num_processes` and
+  `run.process_id` are passed when set (> 0 / >= 0); left unset, JAX detects
+  them on SLURM, Open MPI, Cloud TPU and GKE (and reads the address from
+  JAX_COORDINATOR_ADDRESS). On CPU hosts JAX also needs
+  `jax.config.update('jax_cpu_collectives_implementation', 'gloo')` for the
+  final barrier.
   """
-  if enabled and not jax.distributed.is_initialized():
-    jax.distributed.initialize()
+  if not run_config.get('distributed', False) or jax.distributed.is_initialized():
+    return
+  kwargs = {}
+  if run_config.get('coordinator_address'):
+    kwargs['coordinator_address'] = str(run_config['coordinator_address'])
+  if int(run_config.get('num_processes', 0)) > 0:
+    kwargs['num_processes'] = int(run_config['num_processes'])
+  if int(run_config.get('process_id', -1)) >= 0:
+    kwargs['process_id'] = int(run_config['process_id'])
+  jax.distributed.initialize(**kwargs)
 
 
 def barrier(name: str) -> None:

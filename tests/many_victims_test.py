@@ -57,7 +57,6 @@ class ChunkedRunTest(absltest.TestCase):
     def counted(ids, **kw):
       cls.calls.append(tuple(int(i) for i in ids))
       return real(ids, **kw)
-    cls.real_run_chunk = real
     with mock.patch.object(experiment, 'run_chunk', counted):
       cls.record = experiment.run(tiny_config(2), cls.full)
 
@@ -73,13 +72,13 @@ class ChunkedRunTest(absltest.TestCase):
 
   def test_kill_and_resume_redoes_nothing_and_matches(self):
     workdir = os.path.join(self.tmp, 'resumed')
-    calls = []
+    calls, real = [], experiment.run_chunk
 
     def dies_on_second(ids, **kw):
       calls.append(tuple(int(i) for i in ids))
       if len(calls) == 2:
         raise Interrupted()  # as if killed while the second chunk ran
-      return self.real_run_chunk(ids, **kw)
+      return real(ids, **kw)
     with mock.patch.object(experiment, 'run_chunk', dies_on_second):
       with self.assertRaises(Interrupted):
         experiment.run(tiny_config(2), workdir)
