@@ -1,0 +1,65 @@
+"""The Dropout Inversion Attack (Scheliga et al. 2023) on the offline photos.
+
+The client trains the DIA code's MLP (3 × 512 GELU units, no biases) with
+dropout p = 0.25 after every hidden layer and shares one gradient per photo;
+its masks are private. DIA optimises the image and per-example masks of every
+site together: cosine distance + TV 1e-5 + 1e-4 · |(1 − mean mask) − p| per
+site, Adam lr 0.1 with the sign on the image gradient, pixels and masks
+clamped to [0, 1], ReduceLROnPlateau (patience 800) and early stop (4000).
+
+  python launch.py --config=configs/dia.py --workdir=runs/dia
+  python launch.py --config=configs/dia.py --config.attack.name=ig    # deterministic attacker
+  python launch.py --config=configs/dia.py --config.attack.name=wiig --config.client.reveal_masks=True
+  python launch.py --config=configs/dia.py --config.model.name=vit_small ...  # see MODELS below
+  python launch.py --config=configs/dia.py:smoke --workdir=runs/smoke
+
+Threat model (also in config.json): untrained weights, labels recovered by
+iDLG (batch size 1), dropout masks unknown (client.reveal_masks=False).
+
+Measured: see BUILD_NOTES.md, "Dropout and DIA (issue 4)".
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import common
+
+# The DIA code's models (example_configs/models/{MLP,ViT}.yaml) and Zheng's.
+MODELS = {
+    'mlp': {'name': 'mlp', 'hidden_sizes': (512, 512, 512), 'act': 'gelu', 'use_bias': False},
+    'vit_small': {'name': 'vit_small', 'num_heads': 16, 'mlp_dim': 256},
+    'lenet5': {'name': 'lenet5', 'act': 'sigmoid'},
+}
+
+
+def attack_config(name: str) -> ml_collections.ConfigDict:
+  """IG, DIA and WIIG with the DIA code's settings (example_configs/attacks)."""
+  attack = ml_collections.ConfigDict()
+  attack.name = name
+  attack.labels = 'idlg'  # idlg | known
+  attack.init = 'randn'
+  attack.steps = 20_000  # an upper bound; the early stop ends most lanes sooner
+  attack.chunk = 200
+  attack.restarts = 1
+  attack.lr = 0.1
+  attack.tv = 1e-5
+  attack.mask_weight = 1e-4  # DIA's per-site mask prior (unused by IG and WIIG)
+  attack.schedule = 'plateau'  # ReduceLROnPlateau ×0.1 ...
+  attack.plateau_patience = 800  # ... after this many steps without improvement
+  attack.stop_patience = 4000  # early stop; 0 = never
+  attack.tol = 1e-5  # the DIA code stops below this reconstruction loss
+  attack.train = True
+  return attack
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = common.base()
+  config.data.num_victims = 4
+  config.model = ml_collections.ConfigDict({**MODELS['mlp'], 'dropout_rate': 0.25})
+  config.attack = attack_config('dia')
+  config = common.apply_arg(config, arg)
+  if arg == 'smoke':
+    config.model.hidden_sizes = (64, 64)
+    config.attack.stop_patience = 0
+  return config
