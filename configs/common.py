@@ -30,11 +30,23 @@ def base() -> ml_collections.ConfigDict:
 
   # Model options are passed to the module; see dlg_jax/models.
   config.model = ml_collections.ConfigDict({'name': 'lenet'})
+  # The weights the server sends (threat model; dlg_jax/weights.py):
+  config.model_init = ml_collections.ConfigDict()
+  config.model_init.source = 'random'  # random | checkpoint | train
+  config.model_init.path = ''  # checkpoint: msgpack from dlg_jax.weights.save
+  config.model_init.steps = 0  # train: Adam steps on the run's data set first
+  config.model_init.lr = 1e-3
+  config.model_init.batch_size = 16
 
   config.client = ml_collections.ConfigDict()
   config.client.batch_size = 1
   config.client.train = True  # BatchNorm on the batch's statistics (threat model)
   config.client.reveal_labels = False  # labels are private unless this is set
+  # The round (dlg_jax/client/protocol.py): fedsgd shares one gradient; fedavg
+  # takes local_steps SGD steps at local_lr and shares (θ0 − θK)/(K·lr).
+  config.client.protocol = 'fedsgd'  # fedsgd | fedavg
+  config.client.local_steps = 1
+  config.client.local_lr = 0.1
   config.client.reveal_masks = False  # dropout masks too (WIIG's masks-known upper bound)
   config.client.defenses = []  # ordered list of {'name': ..., params}; see client/defenses.py
 
@@ -51,7 +63,7 @@ def base() -> ml_collections.ConfigDict:
 
   config.attack = ml_collections.ConfigDict()
   config.attack.name = 'idlg'
-  config.attack.labels = 'idlg'  # optimize (DLG) | idlg | known
+  config.attack.labels = 'idlg'  # optimize (DLG) | idlg (iDLG; batch rule for B > 1) | known
   config.attack.init = 'rand'  # rand: U(0,1) (iDLG code) | randn: N(0,1) (DLG code)
   config.attack.distance = 'l2'
   config.attack.steps = 2500  # L-BFGS iterations (each with its line search)

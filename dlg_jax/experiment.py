@@ -30,6 +30,7 @@ from dlg_jax import models
 from dlg_jax import parallel
 from dlg_jax import preprocess
 from dlg_jax import report
+from dlg_jax import weights
 from dlg_jax.attacks import registry
 from dlg_jax.client import accounting
 from dlg_jax.client import simulate
@@ -43,6 +44,7 @@ def _to_dict(config: Any) -> dict[str, Any]:
 def check(config: Mapping[str, Any]) -> None:
   """Validates the fields every run needs, before anything heavy happens."""
   registry.get(config['attack']['name'])
+  weights.check(config.get('model_init', {}))
   if config['model'].get('name') not in models.MODELS:
     raise ValueError(f'unknown model {config["model"].get("name")!r}; '
                      f'choose one of {sorted(models.MODELS)}.')
@@ -143,7 +145,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   shape = dataset.images.shape[1:]
   model = models.build(cfg['model'], input_shape=shape, num_classes=num_classes)
   model = preprocess.normalized(model, preprocess.from_config(data_cfg, shape[-1]))
-  variables = model.init(k_model)
+  variables = weights.initial(cfg.get('model_init', {}), model, k_model, dataset)
   truth = Private(dataset.images.reshape(num_victims, batch, *shape),
                   dataset.labels.reshape(num_victims, batch))
   names = _names(dataset.names, num_victims, batch)

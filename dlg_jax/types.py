@@ -29,12 +29,25 @@ class Private(NamedTuple):
   labels: jax.Array  # (V, B) int32
 
 
+class Protocol(NamedTuple):
+  """The federated round the server runs; public, so the attacker knows it.
+
+  fedsgd: the client shares one gradient of its batch loss. fedavg: it takes
+  `local_steps` full-batch SGD steps at `local_lr` and shares the weight
+  change; see `client/protocol.py` for the convention.
+  """
+  name: str = 'fedsgd'  # fedsgd | fedavg
+  local_steps: int = 1
+  local_lr: float = 0.1
+
+
 class ClientUpdate(NamedTuple):
   """What the server receives from each victim, plus public metadata."""
-  gradients: PyTree  # leaves carry a leading victim axis V
+  gradients: PyTree  # leaves carry a leading victim axis V (what `protocol` shares)
   batch_size: int
   input_shape: tuple[int, int, int]  # (H, W, C) of one example
   num_classes: int
+  protocol: Protocol = Protocol()  # how `gradients` came about (public)
   known_labels: jax.Array | None = None  # (V, B) when the threat model reveals labels
   # The client's dropout masks (leading victim axis) when the threat model
   # reveals them: the masks-known upper bound (WIIG) of the DIA paper.

@@ -80,13 +80,13 @@ class LabelTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'no dense output layer'):
       labels.classifier_path(params, 7)
 
-  def test_idlg_needs_batch_size_one(self):
+  def test_batch_label_recovery_needs_the_model(self):
     model, variables, _, _ = _setup()
     images = jnp.zeros((1, 2, SIZE, SIZE, 3))
     update, _, _ = simulate.client_update(model, variables,
                                           Private(images, jnp.zeros((1, 2), jnp.int32)),
                                           jax.random.key(0), {'train': True})
-    with self.assertRaisesRegex(ValueError, 'batch size is 2'):
+    with self.assertRaisesRegex(ValueError, 'batch size 2.*needs the model'):
       dlg.recover_labels(update, 'idlg')
 
 

@@ -18,26 +18,44 @@ import numpy as np
 from dlg_jax.attacks import labels as labels_lib
 from dlg_jax.attacks import objectives
 from dlg_jax.attacks import optimize
-from dlg_jax.client import gradients
+from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.models import Model
-from dlg_jax.types import AttackResult, ClientUpdate, PyTree
+from dlg_jax.types import AttackResult, ClientUpdate, Protocol, PyTree
 
 LABEL_MODES = ('optimize', 'idlg', 'known')
 INITS = ('randn', 'rand')
+# Folded into the attacker's key for the dummy inputs of batch label recovery;
+# victim indices (folded in for the lanes) stay far below it.
+LABEL_STREAM = 0x7FFFFFFF
 
 
 def _lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
-               distance: str, label_mode: str) -> jax.Array:
+               distance: str, label_mode: str,
+               protocol: Protocol = protocol_lib.FEDSGD) -> jax.Array:
   if label_mode == 'optimize':
     targets = jax.nn.softmax(z['label_logits'])
   else:
     targets = jax.nn.one_hot(aux['labels'], model.num_classes)
-  dummy = gradients.batch_gradients(model, variables, z['image'], targets, train=train)
+  dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
+                               train=train)
   return objectives.DISTANCES[distance](dummy, aux['target'])
 
 
-def recover_labels(update: ClientUpdate, label_mode: str) -> jax.Array | None:
-  """(V, B) labels the attack fixes before optimising, or None to optimise them."""
+def recover_labels(update: ClientUpdate, label_mode: str, *, model: Model | None = None,
+                   variables: PyTree | None = None, key: jax.Array | None = None,
+                   train: bool = True) -> jax.Array | None:
+  """(V, B) labels the attack fixes before optimising, or None to optimise them.
+
+  'idlg' reads them off the output layer's shared gradient: iDLG's rule for
+  B = 1, `labels.batch_labels` (Yin et al. 2021 + Geng et al. 2021) for
+  B > 1, which needs `model`, `variables` and `key` for its dummy-input
+  estimate of the model's class probabilities (BatchNorm mode `train`).
+  Under FedAvg the update is the mean of the K local gradients; with
+  non-negative features every local step's absent-class rows stay ≥ 0 and
+  the present row of a single example < 0, so iDLG's rule and Yin et al.'s
+  rule hold for any K and η; the count estimate uses p̂ at the sent weights,
+  an approximation once the local steps move the probabilities.
+  """
   if label_mode == 'optimize':
     return None
   if label_mode == 'known':
@@ -45,11 +63,16 @@ def recover_labels(update: ClientUpdate, label_mode: str) -> jax.Array | None:
       raise ValueError('attack.labels="known" but the client update reveals no labels; '
                        'set client.reveal_labels=True or use attack.labels="idlg".')
     return update.known_labels
-  if update.batch_size != 1:
-    raise ValueError(f'iDLG reads one label per gradient; the batch size is '
-                     f'{update.batch_size}. Use attack.labels="known" or "optimize".')
-  read = jax.vmap(lambda g: labels_lib.idlg_label(g, update.num_classes))
-  return read(update.gradients)[:, None]
+  if update.batch_size == 1:
+    read = jax.vmap(lambda g: labels_lib.idlg_label(g, update.num_classes))
+    return read(update.gradients)[:, None]
+  if model is None or variables is None or key is None:
+    raise ValueError(f'batch label recovery (attack.labels="idlg", batch size '
+                     f'{update.batch_size}) needs the model, its variables and a key.')
+  probs = labels_lib.mean_probabilities(model, variables, key, train=train)
+  read = jax.vmap(lambda g: labels_lib.batch_labels(g, update.num_classes, update.batch_size,
+                                                    probs))
+  return read(update.gradients)
 
 
 def init_dummy(key: jax.Array, shape: tuple[int, ...], num_classes: int, init: str,
@@ -94,7 +117,9 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   """
   check_config(config)
   label_mode = config['labels']
-  fixed_labels = recover_labels(update, label_mode)
+  fixed_labels = recover_labels(update, label_mode, model=model, variables=variables,
+                                key=jax.random.fold_in(key, LABEL_STREAM),
+                                train=bool(config['train']))
   num_victims = jax.tree.leaves(update.gradients)[0].shape[0]
   batch_shape = (update.batch_size, *update.input_shape)
 
@@ -102,7 +127,7 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
                        config.get('linesearch', 'backtracking'))
   loss_fn = functools.partial(_lane_loss, model=model, variables=variables,
                               train=bool(config['train']), distance=config['distance'],
-                              label_mode=label_mode)
+                              label_mode=label_mode, protocol=update.protocol)
   aux = {'target': update.gradients,
          'labels': fixed_labels if fixed_labels is not None else jnp.zeros((num_victims, 0), jnp.int32),
          'victim_ids': update.victim_ids}

@@ -6,8 +6,9 @@ total variation of x̂. Adam steps on the *sign* of the
 image gradient, pixels are boxed to the data range [0, 1] after every step,
 and the learning rate drops ×0.1 at 3/8, 5/8 and 7/8 of the run (or on a
 plateau, as the DIA code does). Each lane keeps the lowest-loss image it has
-seen; restarts run together (vmap) and the lowest objective is kept. Labels come from iDLG
-(batch size 1) or are known to the attacker, as the config states.
+seen; restarts run together (vmap) and the lowest objective is kept. Labels are read
+off the output layer (iDLG for B = 1, `labels.batch_labels` for B > 1) or are
+known to the attacker, as the config states.
 
 References:
   Geiping, Bauermeister, Dröge, Moeller, "Inverting Gradients — How easy is
@@ -26,25 +27,26 @@ import optax
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import objectives
 from dlg_jax.attacks import optimize
-from dlg_jax.client import gradients
+from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.models import Model
-from dlg_jax.types import AttackResult, ClientUpdate, PyTree
+from dlg_jax.types import AttackResult, ClientUpdate, Protocol, PyTree
 
 LABEL_MODES = ('idlg', 'known')
 
 
 def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
-              tv: float) -> jax.Array:
+              tv: float, protocol: Protocol = protocol_lib.FEDSGD) -> jax.Array:
   """Cosine gradient distance + `tv` × TV for one lane.
 
   Dropout masks, if the model has sites, come from `z['masks']` (the attacker
   optimises them: DIA) or else `aux['masks']` (the attacker knows them: WIIG);
-  with neither the model runs deterministically (plain IG).
+  with neither the model runs deterministically (plain IG). The dummy batch
+  goes through the client's round (`protocol.observe`: FedSGD or FedAvg).
   """
   targets = jax.nn.one_hot(aux['labels'], model.num_classes)
   masks = z['masks'] if 'masks' in z else aux.get('masks')
-  dummy = gradients.batch_gradients(model, variables, z['image'], targets, masks=masks,
-                                    train=train)
+  dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
+                               masks=masks, train=train)
   return objectives.cosine_distance(dummy, aux['target']) + tv * objectives.total_variation(
       z['image'])
 
@@ -136,9 +138,12 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
       schedule ('multistep' | 'plateau', with plateau_patience), stop_patience.
   """
   check_config(config)
-  fixed_labels = dlg.recover_labels(update, config['labels'])
+  fixed_labels = dlg.recover_labels(update, config['labels'], model=model, variables=variables,
+                                    key=jax.random.fold_in(key, dlg.LABEL_STREAM),
+                                    train=bool(config['train']))
   loss_fn = functools.partial(lane_loss, model=model, variables=variables,
-                              train=bool(config['train']), tv=float(config['tv']))
+                              train=bool(config['train']), tv=float(config['tv']),
+                              protocol=update.protocol)
   init_z = functools.partial(dlg.init_dummy, shape=(update.batch_size, *update.input_shape),
                              num_classes=update.num_classes, init=config['init'],
                              label_mode='known')

@@ -15,22 +15,28 @@ import jax.numpy as jnp
 
 from dlg_jax.client import defenses as defenses_lib
 from dlg_jax.client import gradients
+from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.models import Model
 from dlg_jax.models import layers
-from dlg_jax.types import ClientUpdate, PyTree, Private
+from dlg_jax.types import ClientUpdate, Protocol, PyTree, Private
 
 
 def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: jax.Array,
                     key: jax.Array, *, train: bool, dropout_rate: float,
-                    defense: defenses_lib.Defense) -> tuple[PyTree, PyTree]:
-  """The shared gradient of one victim's batch and the masks it used.
+                    defense: defenses_lib.Defense,
+                    protocol: Protocol = protocol_lib.FEDSGD) -> tuple[PyTree, PyTree]:
+  """What one victim shares for its batch (`protocol.observe`) and its masks.
 
   Args:
     images: (B, H, W, C) in the model's input space; labels: (B,) int.
     key: the victim's own key; split here into dropout and defense streams.
     train: BatchNorm on the batch's statistics (the client is training).
     dropout_rate: the model's dropout rate (masks only if the model has sites).
+    protocol: the round: FedSGD (one gradient) or FedAvg (K local steps).
   """
+  if defense.needs_per_example and protocol.name != 'fedsgd':
+    raise ValueError('per-example defenses (dp_sgd) clip single gradients; under '
+                     'client.protocol="fedavg" they are not implemented: use "fedsgd".')
   k_drop, k_def = jax.random.split(key)
   template = model.mask_template(variables, images.shape[0])
   masks = layers.sample_masks(k_drop, template, dropout_rate) if template else None
@@ -39,7 +45,8 @@ def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: 
     per_example = gradients.per_example_gradients(model, variables, images, targets,
                                                   masks=masks, train=train)
     return defense.apply(per_example, k_def), masks
-  grads = gradients.batch_gradients(model, variables, images, targets, masks=masks, train=train)
+  grads = protocol_lib.observe(model, variables, images, targets, protocol=protocol, masks=masks,
+                               train=train)
   return defense.aggregate(grads, k_def, batch_size=images.shape[0]), masks
 
 
@@ -51,7 +58,9 @@ def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Ar
   Args:
     victims: ground truth, images (V, B, H, W, C) and labels (V, B).
     key: the clients' key; victim v uses `fold_in(key, victim_ids[v])`.
-    config: `client` config: train (BatchNorm mode), reveal_labels, defenses
+    config: `client` config: train (BatchNorm mode), protocol, local_steps,
+      local_lr (see `protocol.from_config`), reveal_labels,
+      reveal_masks (the dropout masks too: WIIG's threat model), defenses
       (a list of defense specs, see `defenses.build`).
     victim_ids: (V,) global victim indices (default arange(V)); a chunk of a
       larger run passes its slice so each victim's key is the same in any chunk.
@@ -61,19 +70,21 @@ def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Ar
     drew — ground truth too, for the masks-known upper bound).
   """
   defense = defenses_lib.build(list(config.get('defenses', [])))
+  protocol = protocol_lib.from_config(config)
   dropout_rate = float(getattr(model.module, 'dropout_rate', 0.0))
   num_victims, batch_size = victims.labels.shape
 
   def one(v, images, labels):
     return victim_gradient(model, variables, images, labels, jax.random.fold_in(key, v),
                            train=bool(config['train']), dropout_rate=dropout_rate,
-                           defense=defense)
+                           defense=defense, protocol=protocol)
 
   ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
   grads, masks = jax.jit(jax.vmap(one))(ids, victims.images, victims.labels)
   update = ClientUpdate(
       gradients=grads, batch_size=batch_size, input_shape=model.input_shape,
-      num_classes=model.num_classes,
+      num_classes=model.num_classes, protocol=protocol,
       known_labels=victims.labels if config.get('reveal_labels', False) else None,
+      known_masks=masks if config.get('reveal_masks', False) else None,
       victim_ids=victim_ids)
   return update, victims, masks
