@@ -37,6 +37,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.attack.restarts = 1
   config.attack.lr = 0.1
   config.attack.tv = 1e-4
+  # Per-layer weights of the cosine: '' (uniform) | 'linear' | 'exp' (decay from
+  # the input layer to the output, Geiping et al.'s code) | a tuple, one weight
+  # per parameter tensor in forward order (set it in a config file).
+  config.attack.layer_weights = ''
   config.attack.tol = 0.0
   config.attack.train = True
   config = common.apply_arg(config, arg)

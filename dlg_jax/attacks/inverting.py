@@ -1,8 +1,10 @@
 """Inverting Gradients (Geiping et al. 2020): cosine matching + TV, signed Adam.
 
 The objective is 1 − cos(∇θ L(x̂), g) over all layers (one cosine of the
-flattened gradients; per-layer weights are not implemented yet), plus `tv` ×
-total variation of x̂. Adam steps on the *sign* of the
+flattened gradients, optionally weighted per parameter tensor by
+`attack.layer_weights`: '' uniform, 'linear' or 'exp' decay from the input
+layer to the output, as Geiping et al.'s code, or an explicit tuple), plus
+`tv` × total variation of x̂. Adam steps on the *sign* of the
 image gradient, pixels are boxed to the data range [0, 1] after every step,
 and the learning rate drops ×0.1 at 3/8, 5/8 and 7/8 of the run (or on a
 plateau, as the DIA code does). Each lane keeps the lowest-loss image it has
@@ -35,8 +37,12 @@ LABEL_MODES = ('idlg', 'known')
 
 
 def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
-              tv: float, protocol: Protocol = protocol_lib.FEDSGD) -> jax.Array:
+              tv: float, protocol: Protocol = protocol_lib.FEDSGD,
+              layer_weights: tuple[float, ...] | None = None) -> jax.Array:
   """Cosine gradient distance + `tv` × TV for one lane.
+
+  `layer_weights` (one per gradient leaf, from `cosine_weights`) weighs the
+  cosine per parameter tensor; None is the plain cosine.
 
   Dropout masks, if the model has sites, come from `z['masks']` (the attacker
   optimises them: DIA) or else `aux['masks']` (the attacker knows them: WIIG);
@@ -47,8 +53,25 @@ def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train:
   masks = z['masks'] if 'masks' in z else aux.get('masks')
   dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
                                masks=masks, train=train)
-  return objectives.cosine_distance(dummy, aux['target']) + tv * objectives.total_variation(
-      z['image'])
+  return (objectives.cosine_distance(dummy, aux['target'], layer_weights)
+          + tv * objectives.total_variation(z['image']))
+
+
+def cosine_weights(config: Mapping[str, Any], model: Model, variables: PyTree,
+                   train: bool) -> tuple[float, ...] | None:
+  """Per-leaf weights for `attack.layer_weights`, or None when uniform.
+
+  Layers are the parameter tensors in the order the forward pass uses them
+  (`objectives.use_order`, one trace, no computation), input side first.
+  """
+  scheme = config.get('layer_weights', '')
+  if isinstance(scheme, str) and not scheme:
+    return None
+  params = variables['params']
+  x = jnp.zeros((1, *model.input_shape), jnp.float32)
+  ranks = objectives.use_order(
+      lambda p: model.apply({**variables, 'params': p}, x, train=train), params)
+  return objectives.weights_by_use(scheme, ranks)
 
 
 def lr_schedule(lr: float, steps: int) -> optax.Schedule:
@@ -99,6 +122,10 @@ def check_config(config: Mapping[str, Any]) -> None:
                      f'{config["tv"]}.')
   if config.get('schedule', 'multistep') not in SCHEDULES:
     raise ValueError(f'attack.schedule must be one of {SCHEDULES}, got {config["schedule"]!r}.')
+  scheme = config.get('layer_weights', '')
+  if isinstance(scheme, str) and scheme not in objectives.LAYER_WEIGHTS:
+    raise ValueError(f'attack.layer_weights must be one of {objectives.LAYER_WEIGHTS} or a '
+                     f'tuple with one weight per parameter tensor, got {scheme!r}.')
   if config.get('schedule') == 'plateau':
     optimize.check_positive(config, ('plateau_patience',))
   if int(config.get('stop_patience', 0)) < 0:
@@ -135,7 +162,8 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   Args:
     config: `attack` config: labels ('idlg' | 'known'), init, steps, chunk,
       restarts, lr, tv, tol, train (BatchNorm mode the attacker assumes),
-      schedule ('multistep' | 'plateau', with plateau_patience), stop_patience.
+      schedule ('multistep' | 'plateau', with plateau_patience), stop_patience,
+      layer_weights ('' | 'linear' | 'exp' | a tuple; see `cosine_weights`).
   """
   check_config(config)
   fixed_labels = dlg.recover_labels(update, config['labels'], model=model, variables=variables,
@@ -143,7 +171,9 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
                                     train=bool(config['train']))
   loss_fn = functools.partial(lane_loss, model=model, variables=variables,
                               train=bool(config['train']), tv=float(config['tv']),
-                              protocol=update.protocol)
+                              protocol=update.protocol,
+                              layer_weights=cosine_weights(config, model, variables,
+                                                           bool(config['train'])))
   init_z = functools.partial(dlg.init_dummy, shape=(update.batch_size, *update.input_shape),
                              num_classes=update.num_classes, init=config['init'],
                              label_mode='known')

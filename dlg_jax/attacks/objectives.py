@@ -1,11 +1,24 @@
-"""Gradient distances and image priors that attacks minimise."""
+"""Gradient distances and image priors that attacks minimise.
+
+Also the per-layer weights of Inverting Gradients' cosine distance: a weight
+per parameter tensor, assigned in the order the forward pass *uses* the
+tensors (`use_order`), because the pytree's own leaf order is alphabetical
+(a ResNet's 'fc' sorts before its 'stem_conv').
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+import math
+
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 
 from dlg_jax.types import PyTree
+
+# Named per-layer weighting schemes of `layer_weights` ('' = uniform).
+LAYER_WEIGHTS = ('', 'linear', 'exp')
 
 
 def l2_distance(a: PyTree, b: PyTree) -> jax.Array:
@@ -20,17 +33,116 @@ def l2_distance(a: PyTree, b: PyTree) -> jax.Array:
   return sum(jnp.sum((x - y) ** 2) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def cosine_distance(a: PyTree, b: PyTree) -> jax.Array:
+def cosine_distance(a: PyTree, b: PyTree, weights: Sequence[float] | None = None) -> jax.Array:
   """1 − cosine similarity of the two gradients, flattened over all layers.
+
+  With `weights` (one per leaf, in `jax.tree.leaves` order), every leaf's
+  terms of the dot product and of both squared norms are scaled by its
+  weight, as Geiping et al.'s code weighs each parameter tensor:
+  1 − Σᵢ wᵢ⟨aᵢ, bᵢ⟩ / (√(Σᵢ wᵢ|aᵢ|²) √(Σᵢ wᵢ|bᵢ|²)). All weights 1 is the
+  plain distance; a weight 0 drops that leaf.
 
   References:
     Geiping et al., "Inverting Gradients", NeurIPS 2020.
+
+  >>> a, b = {'w': jnp.array([1., 0.]), 'v': jnp.array([1.])}, {'w': jnp.array([1., 0.]), 'v': jnp.array([-1.])}
+  >>> round(float(cosine_distance(a, b)), 4), round(float(cosine_distance(a, b, (0.0, 1.0))), 4)
+  (1.0, 0.0)
   """
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-  dot = sum(jnp.sum(x * y) for x, y in zip(la, lb))
-  na = sum(jnp.sum(x * x) for x in la)
-  nb = sum(jnp.sum(y * y) for y in lb)
+  if weights is None:
+    weights = (1.0,) * len(la)
+  if len(weights) != len(la):
+    raise ValueError(f'cosine_distance got {len(weights)} layer weights for {len(la)} '
+                     'gradient leaves.')
+  dot = sum(w * jnp.sum(x * y) for w, x, y in zip(weights, la, lb))
+  na = sum(w * jnp.sum(x * x) for w, x in zip(weights, la))
+  nb = sum(w * jnp.sum(y * y) for w, y in zip(weights, lb))
   return 1.0 - dot / (jnp.sqrt(na) * jnp.sqrt(nb) + 1e-12)
+
+
+def layer_weights(scheme: str | Sequence[float], num_layers: int) -> tuple[float, ...]:
+  """Per-layer weights, first layer (nearest the input) first.
+
+  Args:
+    scheme: '' (uniform: all 1), 'linear' (n/n, (n−1)/n, …, 1/n: Geiping et
+      al.'s and breaching's `weights='linear'`), 'exp' (e⁰, e⁻¹, …, e⁻⁽ⁿ⁻¹⁾:
+      their `'exp'`, softmax(n, …, 1) divided by its first entry), or an
+      explicit sequence of `num_layers` non-negative weights.
+    num_layers: how many parameter tensors the gradient has.
+
+  Raises:
+    ValueError: an unknown scheme, or an explicit sequence of the wrong length
+      or with a negative or all-zero entry, naming `attack.layer_weights`.
+
+  >>> layer_weights('linear', 4)
+  (1.0, 0.75, 0.5, 0.25)
+  """
+  if isinstance(scheme, str):
+    if scheme not in LAYER_WEIGHTS:
+      raise ValueError(f'attack.layer_weights must be one of {LAYER_WEIGHTS} or a tuple of '
+                       f'{num_layers} weights, got {scheme!r}.')
+    if scheme == 'linear':
+      return tuple((num_layers - i) / num_layers for i in range(num_layers))
+    if scheme == 'exp':
+      return tuple(math.exp(-i) for i in range(num_layers))
+    return (1.0,) * num_layers
+  weights = tuple(float(w) for w in scheme)
+  if len(weights) != num_layers:
+    raise ValueError(f'attack.layer_weights has {len(weights)} entries but the model has '
+                     f'{num_layers} parameter tensors; give one per tensor, input side first.')
+  if min(weights) < 0 or max(weights) <= 0:
+    raise ValueError(f'attack.layer_weights must be >= 0 with one > 0, got {weights}.')
+  return weights
+
+
+def use_order(fn: Callable[[PyTree], object], tree: PyTree) -> tuple[int, ...]:
+  """Rank of each leaf of `tree` by when `fn(tree)` first uses it.
+
+  Traces `fn` (no computation) and walks its jaxpr, nested calls included;
+  a leaf that `fn` never reads ranks last. For a model's forward pass this is
+  the layer order from input to output, which per-layer weights need and the
+  alphabetical leaf order of a params dict does not give.
+
+  >>> use_order(lambda t: t['a'] @ (t['b'] * 2), {'a': jnp.ones(2), 'b': jnp.ones((2, 2))})
+  (1, 0)
+  """
+  leaves = jax.tree.leaves(tree)
+  closed = jax.make_jaxpr(lambda *xs: fn(jax.tree.unflatten(jax.tree.structure(tree), xs)))(
+      *leaves)
+  first: dict[int, int] = {}
+  clock = [0]
+
+  def walk(jaxpr: jax_core.Jaxpr, tracked: dict) -> None:
+    for eqn in jaxpr.eqns:
+      inner = [j for j in jax_core.jaxprs_in_params(eqn.params) if len(j.invars) == len(eqn.invars)]
+      if inner:  # a nested call: follow the leaves into its body
+        for sub in inner:
+          walk(sub, {iv: tracked[ov] for ov, iv in zip(eqn.invars, sub.invars)
+                     if isinstance(ov, jax_core.Var) and ov in tracked})
+      else:
+        for v in eqn.invars:
+          if isinstance(v, jax_core.Var) and v in tracked:
+            first.setdefault(tracked[v], clock[0])
+      clock[0] += 1
+
+  walk(closed.jaxpr, {v: i for i, v in enumerate(closed.jaxpr.invars)})
+  never = clock[0] + 1
+  by_use = sorted(range(len(leaves)), key=lambda i: (first.get(i, never), i))
+  ranks = [0] * len(leaves)
+  for rank, i in enumerate(by_use):
+    ranks[i] = rank
+  return tuple(ranks)
+
+
+def weights_by_use(scheme: str | Sequence[float], ranks: Sequence[int]) -> tuple[float, ...]:
+  """`layer_weights(scheme)` assigned to leaves by their `use_order` ranks.
+
+  >>> weights_by_use('linear', (1, 0))
+  (0.5, 1.0)
+  """
+  per_layer = layer_weights(scheme, len(ranks))
+  return tuple(per_layer[r] for r in ranks)
 
 
 def total_variation(x: jax.Array) -> jax.Array:
