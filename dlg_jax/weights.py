@@ -8,8 +8,9 @@ less saturated). `config.model_init` makes the choice explicit:
 * ``source='checkpoint'``: the variables pytree saved by `save` at ``path``
   (flax.serialization msgpack; the file must match the model's structure).
 * ``source='train'``: ``steps`` Adam steps (learning rate ``lr``, batches of
-  ``batch_size`` drawn without replacement each step) of cross-entropy on the
-  run's data set, from the random initialisation. The data set is the one the
+  ``batch_size`` drawn without replacement each step; `training.train`, no
+  defense) of cross-entropy on the run's data set, from the random
+  initialisation. The data set is the one the
   victims are drawn from — the issue's "N training steps on the data first";
   the model has then seen the victims' images. BatchNorm statistics are
   updated by the training steps.
@@ -20,12 +21,12 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+from absl import logging
 import flax.serialization
 import jax
 import jax.numpy as jnp
-import optax
 
-from dlg_jax.client import gradients
+from dlg_jax import training
 from dlg_jax.models import Model
 from dlg_jax.types import Dataset, PyTree
 
@@ -85,35 +86,6 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
   return cfg
 
 
-def train(model: Model, variables: PyTree, dataset: Dataset, key: jax.Array, *, steps: int,
-          lr: float, batch_size: int) -> PyTree:
-  """`steps` Adam steps of cross-entropy on `dataset`; returns the new variables."""
-  images = jnp.asarray(dataset.images)
-  onehot = jax.nn.one_hot(jnp.asarray(dataset.labels), model.num_classes)
-  size = min(batch_size, images.shape[0])
-  opt = optax.adam(lr)
-  params, state = gradients.split_variables(variables)
-
-  def loss_fn(p, s, x, t):
-    if s:  # BatchNorm: train-mode forward that also returns the new statistics
-      logits, new = model.module.apply({'params': p, **s}, x, train=True, mutable=list(s))
-      return gradients.cross_entropy(logits, t), dict(new)
-    return gradients.cross_entropy(model.module.apply({'params': p}, x, train=True), t), s
-
-  @jax.jit
-  def run(params, state, opt_state):
-    def step(carry, t):
-      p, s, o = carry
-      idx = jax.random.choice(jax.random.fold_in(key, t), images.shape[0], (size,), replace=False)
-      (_, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s, images[idx], onehot[idx])
-      updates, o = opt.update(g, o, p)
-      return (optax.apply_updates(p, updates), s, o), None
-    return jax.lax.scan(step, (params, state, opt_state), jnp.arange(steps))[0]
-
-  params, state, _ = run(params, state, opt.init(params))
-  return {'params': params, **state}
-
-
 def initial(config: Mapping[str, Any], model: Model, key: jax.Array,
             dataset: Dataset) -> PyTree:
   """The variables the server sends, as `config.model_init` says."""
@@ -123,6 +95,9 @@ def initial(config: Mapping[str, Any], model: Model, key: jax.Array,
   if cfg['source'] == 'checkpoint':
     return load(cfg['path'], variables)
   if cfg['source'] == 'train':
-    return train(model, variables, dataset, k_train, steps=int(cfg['steps']),
-                 lr=float(cfg['lr']), batch_size=int(cfg['batch_size']))
+    batch = min(int(cfg['batch_size']), len(dataset.labels))
+    variables, history = training.train(model, variables, dataset, steps=int(cfg['steps']),
+                                        batch_size=batch, lr=float(cfg['lr']), key=k_train)
+    logging.info('model_init: %d training steps, final loss %.4f', cfg['steps'],
+                 history['loss'][-1])
   return variables
