@@ -5,6 +5,7 @@ client and the attacks, checkpoints and trained weights, BatchNorm mode, and
 the :smoke variants of configs/batch.py and configs/fedavg.py.
 """
 
+import functools
 import json
 import os
 import tempfile
@@ -13,7 +14,6 @@ from absl.testing import absltest
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from configs import batch as batch_config
@@ -161,7 +161,7 @@ class WeightsTest(absltest.TestCase):
 
   def test_checkpoint_round_trip_and_errors(self):
     model = models.build({'name': 'resnet18', 'stem': 'cifar'}, (8, 8, 3), 4)
-    variables = model.init(jax.random.key(3))
+    variables = jax.jit(model.init)(jax.random.key(3))  # params and batch_stats
     with tempfile.TemporaryDirectory() as tmp:
       path = os.path.join(tmp, 'ckpt', 'resnet.msgpack')
       weights.save(path, variables)
@@ -199,11 +199,13 @@ class BatchNormModeTest(absltest.TestCase):
 
   def test_train_and_eval_mode_share_different_gradients(self):
     model = models.build({'name': 'resnet18'}, (8, 8, 3), 4)
-    variables = model.init(jax.random.key(0))
+    variables = jax.jit(model.init)(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (2, 8, 8, 3))
     t = jax.nn.one_hot(jnp.array([0, 3]), 4)
-    train = gradients.batch_gradients(model, variables, x, t, train=True)
-    evaluation = gradients.batch_gradients(model, variables, x, t, train=False)
+    grad = jax.jit(functools.partial(gradients.batch_gradients, model),
+                   static_argnames=('train',))
+    train = grad(variables, x, t, train=True)
+    evaluation = grad(variables, x, t, train=False)
     diff = sum(float(jnp.sum((a - b) ** 2)) for a, b in
                zip(jax.tree.leaves(train), jax.tree.leaves(evaluation)))
     norm = sum(float(jnp.sum(a ** 2)) for a in jax.tree.leaves(train))

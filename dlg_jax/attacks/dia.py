@@ -40,9 +40,10 @@ import jax.numpy as jnp
 
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import inverting
+from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.models import Model
 from dlg_jax.models import layers
-from dlg_jax.types import AttackResult, ClientUpdate, PyTree
+from dlg_jax.types import AttackResult, ClientUpdate, Protocol, PyTree
 
 
 def dropout_rate(model: Model) -> float:
@@ -69,9 +70,11 @@ def clamp(z: PyTree) -> PyTree:
 
 
 def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
-              tv: float, mask_weight: float, rate: float) -> jax.Array:
+              tv: float, mask_weight: float, rate: float,
+              protocol: Protocol = protocol_lib.FEDSGD) -> jax.Array:
   """DIA's objective for one lane: IG's loss under z's masks + the mask prior."""
-  loss = inverting.lane_loss(z, aux, model=model, variables=variables, train=train, tv=tv)
+  loss = inverting.lane_loss(z, aux, model=model, variables=variables, train=train, tv=tv,
+                             protocol=protocol)
   if 'masks' in z:
     loss = loss + mask_weight * mask_penalty(z['masks'], rate)
   return loss
@@ -122,7 +125,8 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   template = model.mask_template(variables, update.batch_size) if rate > 0 else {}
   loss_fn = functools.partial(lane_loss, model=model, variables=variables,
                               train=bool(config['train']), tv=float(config['tv']),
-                              mask_weight=float(config.get('mask_weight', 1e-4)), rate=rate)
+                              mask_weight=float(config.get('mask_weight', 1e-4)), rate=rate,
+                              protocol=update.protocol)
   init_z = functools.partial(init_lane_variables, shape=(update.batch_size, *update.input_shape),
                              num_classes=update.num_classes, init=config['init'],
                              template=template, rate=rate)
@@ -139,7 +143,8 @@ def wiig_attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.
                      'client.reveal_masks=True (the masks-known threat model).')
   labels = dlg.recover_labels(update, config['labels'])
   loss_fn = functools.partial(inverting.lane_loss, model=model, variables=variables,
-                              train=bool(config['train']), tv=float(config['tv']))
+                              train=bool(config['train']), tv=float(config['tv']),
+                              protocol=update.protocol)
   init_z = functools.partial(dlg.init_dummy, shape=(update.batch_size, *update.input_shape),
                              num_classes=update.num_classes, init=config['init'],
                              label_mode='known')
