@@ -64,9 +64,9 @@ def initialize_distributed(run_config: Mapping[str, Any]) -> None:
   `run.coordinator_address` ('host:port'), `run.num_processes` and
   `run.process_id` are passed when set (> 0 / >= 0); left unset, JAX detects
   them on SLURM, Open MPI, Cloud TPU and GKE (and reads the address from
-  JAX_COORDINATOR_ADDRESS). On CPU hosts JAX also needs
-  `jax.config.update('jax_cpu_collectives_implementation', 'gloo')` for the
-  final barrier.
+  JAX_COORDINATOR_ADDRESS). CPU processes need gloo collectives for the
+  final barrier; the setting only affects JAX's CPU client, so it is set
+  whatever the accelerator.
   """
   if not run_config.get('distributed', False) or jax.distributed.is_initialized():
     return
@@ -77,6 +77,7 @@ def initialize_distributed(run_config: Mapping[str, Any]) -> None:
     kwargs['num_processes'] = int(run_config['num_processes'])
   if int(run_config.get('process_id', -1)) >= 0:
     kwargs['process_id'] = int(run_config['process_id'])
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**kwargs)
 
 

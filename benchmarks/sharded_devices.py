@@ -1,0 +1,80 @@
+"""iDLG on the same victims sharded over 1, 2 and 4 simulated CPU devices.
+
+  python benchmarks/sharded_devices.py                  # 8 victims, 100 iterations
+
+Re-executes itself with XLA_FLAGS=--xla_force_host_platform_device_count=4,
+then runs one chunk (`experiment.run_chunk`) of Fashion-MNIST test images
+(IDX files; the offline photos if they are missing) on meshes of 1, 2 and 4
+devices. Prints seconds per chunk (compile excluded: the second of two
+calls) and the largest difference of each per-victim number from 1 device.
+Simulated devices share this machine's cores, so they are no faster here;
+the figure that matters is the difference column.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+_FLAG = '--xla_force_host_platform_device_count=4'
+
+if _FLAG not in os.environ.get('XLA_FLAGS', ''):
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG).strip(),
+             JAX_PLATFORMS='cpu')
+  sys.exit(subprocess.call([sys.executable, *sys.argv], env=env))
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from configs import idlg_fashion_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import data as data_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax.types import Private  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('victims', 8, 'Victims in the chunk.')
+flags.DEFINE_integer('steps', 100, 'L-BFGS iterations.')
+
+
+def main(argv):
+  del argv
+  config = experiment._to_dict(idlg_fashion_mnist.get_config())  # pylint: disable=protected-access
+  config['data']['num_victims'] = FLAGS.victims
+  config['attack']['steps'] = FLAGS.steps
+  if not os.path.isdir(config['data']['path']):
+    config['data'].update(name='photos', size=32, channels=3)
+  dataset = data_lib.load(config['data'], FLAGS.victims)
+  model = models.build(config['model'], input_shape=dataset.images.shape[1:],
+                       num_classes=dataset.num_classes)
+  k_model, k_client, k_attack = jax.random.split(jax.random.key(config['seed']), 3)
+  inputs = dict(model=model, variables=model.init(k_model),
+                truth=Private(dataset.images[:, None], dataset.labels[:, None]),
+                k_client=k_client, k_attack=k_attack, client_cfg=config['client'],
+                attack_cfg=config['attack'], leave_bar=False)
+  ids = np.arange(FLAGS.victims)
+  base = None
+  print(f'{FLAGS.victims} victims of {config["data"]["name"]}, {FLAGS.steps} iterations')
+  for k in (1, 2, 4):
+    mesh = parallel.victim_mesh(jax.local_devices()[:k])
+    experiment.run_chunk(ids, mesh=mesh, **inputs)  # compile
+    start = time.perf_counter()
+    result, _, scores, _ = experiment.run_chunk(ids, mesh=mesh, **inputs)
+    seconds = time.perf_counter() - start
+    out = {'images': np.asarray(result.images), 'loss': np.asarray(result.loss),
+           'psnr': scores.psnr, 'labels': np.asarray(result.labels)}
+    base = base or out
+    diff = {key: float(np.max(np.abs(out[key] - base[key]))) for key in out}
+    print(f'{k} device(s): {seconds:.1f} s per chunk; max |difference| from 1 device: '
+          + ', '.join(f'{key} {value:.2g}' for key, value in diff.items()))
+
+
+if __name__ == '__main__':
+  app.run(main)
