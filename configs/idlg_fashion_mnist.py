@@ -10,7 +10,10 @@ killed run resumes where it stopped (BUILD_NOTES.md, "Many victims and TFDS").
       --config.data.path=/usr/share/datasets/fashion-mnist
   python launch.py --config=configs/idlg_fashion_mnist.py:smoke --workdir=runs/fmnist_smoke
 
-Measured figures: BUILD_NOTES.md, "Many victims and TFDS (issue 6)".
+Measured 2026-11-26 on the shared 2-core CPU (load average ≈14), 500
+iterations: 256/256 victims above 30 dB (min 59.8, mean 78.4 dB, SSIM 1.000),
+label accuracy 1.0, none diverged; 1,545 s of attack time, 27 min 46 s wall.
+Details, resume and devices: BUILD_NOTES.md, "Many victims and TFDS (issue 6)".
 """
 
 from __future__ import annotations
