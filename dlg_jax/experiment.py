@@ -7,7 +7,8 @@ and saved to `workdir/chunks/` as soon as it finishes (`chunks`); a rerun with
 the same workdir skips the chunks already there. Every per-victim key folds in
 the victim's global index, so a victim's result does not depend on its chunk,
 device or host. With `run.distributed`, every process takes its share of the
-chunks and process 0 writes the report once all are done.
+chunks and process 0 writes the report once all chunk files are in the
+(shared) workdir.
 """
 
 from __future__ import annotations
@@ -179,9 +180,9 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
       outer.update(c.stop - c.start)
   finally:
     outer.close()
-  parallel.barrier('dlg_jax: every chunk saved')
   if not lead:
     return {}
+  parallel.wait_for_files([chunks_lib.path(workdir, c) for c in plan])
 
   # 5. report, from the chunk files in victim order (identical after a resume)
   parts = [chunks_lib.load(chunks_lib.path(workdir, c), fp) for c in plan]

@@ -6,16 +6,18 @@ the leading victim axis of a chunk's data over the local devices
 sharding through the client and the attack; no code inside an attack knows
 about devices. Across hosts, each process runs its own share of the chunks on
 its own devices (`share`): victims never need to talk to each other, so no
-cross-host collective is compiled, and the only coordination is a barrier
-before process 0 writes the report.
+cross-host collective is compiled, and the only coordination is process 0
+waiting for the other processes' chunk files before it writes the report.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Mapping
 
+from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
 from dlg_jax.types import PyTree
@@ -64,9 +66,7 @@ def initialize_distributed(run_config: Mapping[str, Any]) -> None:
   `run.coordinator_address` ('host:port'), `run.num_processes` and
   `run.process_id` are passed when set (> 0 / >= 0); left unset, JAX detects
   them on SLURM, Open MPI, Cloud TPU and GKE (and reads the address from
-  JAX_COORDINATOR_ADDRESS). CPU processes need gloo collectives for the
-  final barrier; the setting only affects JAX's CPU client, so it is set
-  whatever the accelerator.
+  JAX_COORDINATOR_ADDRESS).
   """
   if not run_config.get('distributed', False) or jax.distributed.is_initialized():
     return
@@ -77,11 +77,22 @@ def initialize_distributed(run_config: Mapping[str, Any]) -> None:
     kwargs['num_processes'] = int(run_config['num_processes'])
   if int(run_config.get('process_id', -1)) >= 0:
     kwargs['process_id'] = int(run_config['process_id'])
-  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**kwargs)
 
 
-def barrier(name: str) -> None:
-  """Waits for every process (no-op on one process)."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+def wait_for_files(paths: list[str], poll_seconds: float = 5.0) -> None:
+  """Blocks until every path exists (the other processes' chunks, shared workdir).
+
+  Why not a collective barrier (`multihost_utils.sync_global_devices`): its
+  gloo context on CPU times out after 30 s, and processes legitimately finish
+  their chunks minutes or hours apart. Files are what process 0 reads anyway.
+  """
+  missing = [p for p in paths if not os.path.exists(p)]
+  waited = 0.0
+  while missing:
+    if waited % 60 < poll_seconds:
+      logging.info('waiting for %d chunk file(s) from other processes, e.g. %s',
+                   len(missing), missing[0])
+    time.sleep(poll_seconds)
+    waited += poll_seconds
+    missing = [p for p in missing if not os.path.exists(p)]
