@@ -110,6 +110,9 @@ def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: ja
                                                  'evaluations', 'diverged', 'loss_trace')},
         snapshots=tuple((it, s[:keep]) for it, s in result.snapshots))
     chunk_truth = Private(chunk_truth.images[:keep], chunk_truth.labels[:keep])
+  # B > 1: reconstructions in the private images' order (optimal assignment),
+  # so that the saved arrays and grid.png pair each image with its partner.
+  result = metrics.match(result, chunk_truth)
   scores = metrics.score(result, chunk_truth)
   return result, chunk_truth, scores, seconds
 
