@@ -36,9 +36,17 @@ def threat_model(config: Mapping[str, Any]) -> list[str]:
   data, client, attack = config['data'], config['client'], config['attack']
   model = config['model']
   defenses = list(client.get('defenses', []))
-  shared = ('the clean gradient' if not defenses else
-            'the gradient after the defenses ' +
+  if client.get('protocol', 'fedsgd') == 'fedavg':
+    what = (f'the model update of {client.get("local_steps")} local SGD steps at learning rate '
+            f'{client.get("local_lr")} (FedAvg)')
+  else:
+    what = 'the gradient of its batch (FedSGD)'
+  shared = (what if not defenses else what + ' after the defenses ' +
             ', '.join(html.escape(json.dumps(d, sort_keys=True)) for d in defenses))
+  weights = dict(config.get('model_init', {}))
+  source = weights.get('source', 'random')
+  origin = {'random': 'randomly initialised', 'checkpoint': 'loaded from a checkpoint',
+            'train': f'trained for {weights.get("steps")} steps first'}.get(source, source)
   reveal = []
   if client.get('reveal_labels'):
     reveal.append('its labels')
@@ -51,8 +59,8 @@ def threat_model(config: Mapping[str, Any]) -> list[str]:
       f'({data["size"]}×{data["size"]}×{data["channels"]}, pixels in [0, 1]'
       + (f', normalised inside the model by {html.escape(str(data.get("normalize")))} statistics'
          if data.get('normalize') else '') + ') and sends ' + shared + '.',
-      'The server (attacker) knows the model architecture and weights and receives that '
-      'update' + (' and ' + ' and '.join(reveal) if reveal else '') +
+      f'The server (attacker) knows the model architecture and its weights ({origin}) and '
+      'receives that update' + (' and ' + ' and '.join(reveal) if reveal else '') +
       '; it never sees the private images.',
       f'Attack <b>{html.escape(str(attack["name"]))}</b>: it '
       + _LABEL_MODES.get(str(attack.get('labels')), f'uses labels={attack.get("labels")!r}')
