@@ -39,11 +39,14 @@ def ssim(a: jax.Array, b: jax.Array) -> jax.Array:
   return dm_pix.ssim(a, b, filter_size=11, filter_sigma=1.5)
 
 
+@jax.jit
 def assignment(rec: jax.Array, true: jax.Array) -> jax.Array:
   """(V, B) index of the reconstruction matched to each true image.
 
   Minimises the summed per-pair MSE per victim (optax's Hungarian
-  algorithm); `rec[v, perm[v, j]]` is the partner of `true[v, j]`.
+  algorithm); `rec[v, perm[v, j]]` is the partner of `true[v, j]`. Jitted:
+  run eagerly, the algorithm's while-loops were re-traced and compiled for
+  every snapshot.
   """
   cost = jnp.mean((true[:, :, None] - rec[:, None, :]) ** 2, axis=(-3, -2, -1))  # (V, true, rec)
 
