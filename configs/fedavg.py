@@ -14,7 +14,10 @@ produces through the same 4 unrolled steps.
 Threat model (also in config.json): labels recovered, BatchNorm train mode
 (the LeNet has none), random weights, FedAvg K = 4.
 
-Measured: see BUILD_NOTES.md, "Batches and FedAvg (issue 3)".
+Measured 2026-11-26 on the shared 2-core CPU (2,500 iterations, 1 restart):
+mean PSNR 48.41 dB over the 16 photos (min 34.24 dB), SSIM 0.998, label
+accuracy 1.000; 3,043 s attack wall time under a load average of ≈13 (11 min
+of CPU time in all). Details: BUILD_NOTES.md, "Batches and FedAvg (issue 3)".
 """
 
 from __future__ import annotations
