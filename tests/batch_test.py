@@ -160,14 +160,17 @@ class ProtocolTest(absltest.TestCase):
 class WeightsTest(absltest.TestCase):
 
   def test_checkpoint_round_trip_and_errors(self):
-    model = models.build({'name': 'resnet18', 'stem': 'cifar'}, (8, 8, 3), 4)
-    variables = jax.jit(model.init)(jax.random.key(3))  # params and batch_stats
+    model = models.build({'name': 'lenet'}, (SIZE, SIZE, 3), CLASSES)
+    # A BatchNorm collection beside the params: both must survive the trip.
+    variables = {**model.init(jax.random.key(3)),
+                 'batch_stats': {'bn': {'mean': jnp.arange(3.0), 'var': jnp.ones(3)}}}
     with tempfile.TemporaryDirectory() as tmp:
-      path = os.path.join(tmp, 'ckpt', 'resnet.msgpack')
+      path = os.path.join(tmp, 'ckpt', 'lenet.msgpack')
       weights.save(path, variables)
+      chex.assert_trees_all_equal(weights.load(path, variables), variables)
       loaded = weights.initial({'source': 'checkpoint', 'path': path}, model,
                                jax.random.key(9), None)
-      chex.assert_trees_all_equal(loaded, variables)
+      chex.assert_trees_all_equal(loaded['params'], variables['params'])
       other = models.build({'name': 'lenet'}, (8, 8, 3), 4)
       with self.assertRaisesRegex(ValueError, 'model_init.path'):
         weights.load(path, other.init(jax.random.key(0)))
