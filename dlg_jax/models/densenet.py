@@ -4,7 +4,8 @@ Pre-activation dense layers (BN–ReLU–1×1 conv to ``bn_size * growth_rate`` 
 BN–ReLU–3×3 conv to ``growth_rate``), each concatenated onto its block's input;
 transitions are BN–ReLU–1×1 conv (×``compression`` channels)–2×2 average pool;
 a final BN–ReLU, global average pool and one dense layer. Convs have no bias.
-With 1000 classes that is torchvision's 7,978,856 parameters.
+With 1000 classes that is torchvision's 7,978,856 parameters. ``act`` swaps
+every ReLU (``act='sigmoid'``: Khowaja's study, configs/models_study.py).
 
 The stem is ImageNet's (7×7/2 conv, 3×3/2 max-pool); the network still runs
 on 32×32 inputs (the last block then sees 1×1 maps).
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from dlg_jax.models import layers
+from dlg_jax.models import lenet
 
 # torchvision: kaiming_normal_ with its defaults (fan_in, ReLU gain), untruncated.
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'normal')
@@ -38,14 +40,16 @@ class DenseLayer(nn.Module):
   bn_size: int
   dropout_rate: float = 0.0
   conv_impl: str = 'xla'
+  act: str = 'relu'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    act = lenet.activation(self.act)
     conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
                              impl=self.conv_impl)
     y = conv(self.bn_size * self.growth_rate, (1, 1), padding=0)(
-        nn.relu(_batch_norm(train)(x)))
-    y = conv(self.growth_rate, (3, 3), padding=1)(nn.relu(_batch_norm(train)(y)))
+        act(_batch_norm(train)(x)))
+    y = conv(self.growth_rate, (3, 3), padding=1)(act(_batch_norm(train)(y)))
     if self.dropout_rate > 0:
       # torchvision's `drop_rate`: dropout on each layer's new features.
       y = layers.MaskedDropout(self.dropout_rate, name='dropout')(y)
@@ -67,6 +71,7 @@ class DenseNet(nn.Module):
       here: on these deep nets im2col compiled ~1.3× slower, stepped only
       ~10% faster on CPU (ResNet-18, 32×32 gradient matching) and holds
       k×k copies of every activation.
+    act: activation name (see `lenet.activation`), used everywhere ReLU is.
   """
   num_classes: int = 10
   growth_rate: int = 32
@@ -76,26 +81,28 @@ class DenseNet(nn.Module):
   compression: float = 0.5
   dropout_rate: float = 0.0
   conv_impl: str = 'xla'
+  act: str = 'relu'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    act = lenet.activation(self.act)
     conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
                              impl=self.conv_impl)
     x = conv(self.init_features, (7, 7), strides=2, padding=3, name='conv0')(x)
-    x = nn.relu(_batch_norm(train)(x))
+    x = act(_batch_norm(train)(x))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     for i, num_layers in enumerate(self.block_sizes):
       for j in range(num_layers):
         new = DenseLayer(self.growth_rate, self.bn_size, self.dropout_rate,
-                         conv_impl=self.conv_impl,
+                         conv_impl=self.conv_impl, act=self.act,
                          name=f'block{i + 1}_layer{j + 1}')(x, train=train)
         x = jnp.concatenate([x, new], axis=-1)
       if i < len(self.block_sizes) - 1:
         features = int(x.shape[-1] * self.compression)
         x = conv(features, (1, 1), padding=0, name=f'transition{i + 1}')(
-            nn.relu(_batch_norm(train)(x)))
+            act(_batch_norm(train)(x)))
         x = nn.avg_pool(x, (2, 2), (2, 2))
-    x = nn.relu(_batch_norm(train)(x))
+    x = act(_batch_norm(train)(x))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, name='classifier')(x)
 

@@ -1,0 +1,88 @@
+"""Khowaja's study: DLG against LeNet, ResNet-18, DenseNet-121, Inception-v3.
+
+Every model has sigmoid activations (the study swaps each ReLU), random
+weights, BatchNorm in train mode (PyTorch's default mode, which the DLG code
+never leaves), and is attacked by DLG: L-BFGS (memory 100, as the study's
+`history_size=100`) on the squared L2 gradient distance. Labels: iDLG's rule
+(read off the output layer; exact for B = 1 since every model here feeds
+its classifier non-negative sigmoid features), not the study's optimised
+soft labels: with optax's L-BFGS the joint image + label-logit problem
+stalls after 2–3 iterations on these sigmoid nets (the line search stops
+finding a decrease: measured on LeNet and ResNet-18, BUILD_NOTES.md), which
+would measure the optimiser, not the architecture. `--config.attack.labels=
+optimize --config.attack.init=randn` restores the study's DLG. The same photo(s) go to every
+model, resized to its input: LeNet 32×32 in [0, 1]; ResNet-18 (ImageNet stem)
+and DenseNet-121 224×224, Inception-v3 299×299, each normalised with the
+ImageNet mean/std inside the model. LeNet has the DLG code's 100 classes, the
+others torchvision's 1000. One iteration here is one L-BFGS update with its
+line search; the study's 300 `optimizer.step()` calls run up to 20 such
+iterations each (BUILD_NOTES.md, "What one iteration is").
+
+  python launch.py --config=configs/models_study.py --workdir=runs/models_study
+  python launch.py --config=configs/models_study.py:smoke --workdir=runs/models_study_smoke
+
+Writes mse_per_step.png, table.{md,csv,json} and curves.json
+(dlg_jax/models_study.py).
+
+Measured: see BUILD_NOTES.md, "Models study (issue 3)".
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import common
+
+MODELS = {
+    'lenet': {'model': {'name': 'lenet', 'act': 'sigmoid'}, 'size': 32, 'normalize': '',
+              'num_classes': 100, 'steps': 300},
+    'resnet18': {'model': {'name': 'resnet18', 'stem': 'imagenet', 'act': 'sigmoid'},
+                 'size': 224, 'normalize': 'imagenet2012', 'num_classes': 1000, 'steps': 300},
+    'densenet121': {'model': {'name': 'densenet121', 'act': 'sigmoid'}, 'size': 224,
+                    'normalize': 'imagenet2012', 'num_classes': 1000, 'steps': 300},
+    'inception_v3': {'model': {'name': 'inception_v3', 'act': 'sigmoid'}, 'size': 299,
+                     'normalize': 'imagenet2012', 'num_classes': 1000, 'steps': 300},
+}
+
+# Tiny stand-ins for the smoke run (seconds, not hours): same code paths.
+SMOKE_MODELS = {
+    'lenet': {'model': {'name': 'lenet', 'act': 'sigmoid', 'channels': 4}, 'size': 16,
+              'normalize': '', 'num_classes': 16},
+    'resnet18': {'model': {'name': 'resnet18', 'stem': 'imagenet', 'act': 'sigmoid',
+                           'width': 4, 'stage_sizes': (1, 1)},
+                 'size': 32, 'normalize': 'imagenet2012', 'num_classes': 16},
+    'densenet121': {'model': {'name': 'densenet121', 'act': 'sigmoid', 'growth_rate': 4,
+                              'block_sizes': (1, 1), 'init_features': 8, 'bn_size': 2},
+                    'size': 32, 'normalize': 'imagenet2012', 'num_classes': 16},
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  base = common.base()
+  config = ml_collections.ConfigDict()
+  config.sweep = 'models_study'  # launch.py hands it to dlg_jax/models_study.py
+  config.seed = 0
+  config.data = base.data
+  config.data.num_victims = 1  # the study shows one image per model
+  config.model_init = base.model_init  # random weights, as the study
+  config.client = base.client  # batch 1, BatchNorm in train mode, FedSGD
+  config.run = base.run
+  config.attack = base.attack
+  config.attack.name = 'dlg'
+  config.attack.labels = 'idlg'  # optimize: DLG's soft labels (see the docstring)
+  config.attack.init = 'rand'  # U(0, 1) dummy (iDLG code); 'randn' is DLG's N(0, 1)
+  config.attack.restarts = 1
+  config.attack.memory = 100
+  config.attack.steps = 300  # each model's `steps` overrides it (shorter runs on a CPU)
+  config.attack.chunk = 1  # a snapshot, hence an MSE point, after every iteration
+  config.attack.tol = 0.0
+
+  config.order = tuple(MODELS)
+  config.models = ml_collections.ConfigDict(MODELS)
+  if arg == 'smoke':
+    config.models = ml_collections.ConfigDict(SMOKE_MODELS)
+    config.order = tuple(SMOKE_MODELS)
+    config.attack.steps, config.attack.chunk, config.attack.memory = 6, 2, 5
+  elif arg:
+    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
+  return config
