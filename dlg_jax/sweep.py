@@ -42,6 +42,7 @@ SWEEPS: dict[str, str] = {
     'defenses': 'dlg_jax.defense_sweep',
     'dropout': 'dlg_jax.dropout_sweep',
     'batch': 'dlg_jax.batch_sweep',
+    'models_study': 'dlg_jax.models_study',
 }
 
 
