@@ -17,7 +17,14 @@ Grid: none; Gaussian and Laplacian noise of variance 1e-4 … 1e-1 (Laplace
 scale sqrt(v/2)); fp16, bf16, int8; pruning 10–70%; DP-SGD with C = 1 and
 z = 0.01, 0.1, 1 (ε for the utility run's q = 64/1347, T = 1,000, δ = 1e-5).
 
-Measured: see BUILD_NOTES.md, "Defenses sweep (issue 5)".
+Measured 2026-11-26 on the shared 2-core CPU (about 90 min under heavy load;
+BUILD_NOTES.md, "Defenses sweep (issue 5)"): iDLG 27.5 dB undefended at 500
+iterations; 13.0 dB at noise variance 1e-4, 5.0–5.5 dB at >= 1e-2; fp16/bf16
+27.3/27.2 dB (no defense); pruning 20% 19.0 dB, 30% 14.1, 50% 8.9, 70% 6.6 dB;
+DP-SGD 5.3–6.1 dB. Digits test accuracy 97.3% undefended, 76.2% at Gaussian
+variance 1e-1, 74.2% for DP-SGD z = 1 (ε = 11.3); pruning and quantisation
+cost nothing. IG at 1,000 iterations reconstructs nothing (11.8 dB
+undefended).
 """
 
 from __future__ import annotations
