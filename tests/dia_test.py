@@ -128,6 +128,19 @@ class AttackTest(absltest.TestCase):
     r = registry.get('wiig')(update, model, variables, jax.random.key(0), _config())
     self.assertFalse(np.any(r.diverged))
 
+  def test_lbfgs_variant_lowers_the_matching_loss(self):
+    model, variables, update, _, _ = _setup(reveal_masks=True)
+    config = dict(optimizer='lbfgs', labels='idlg', init='rand', distance='l2', steps=10,
+                  chunk=5, restarts=1, memory=5, linesearch='backtracking',
+                  linesearch_steps=5, tol=0.0, train=True, mask_weight=1e-4)
+    for name in ('dia', 'wiig'):
+      with self.subTest(name):
+        r = registry.get(name)(update, model, variables, jax.random.key(0), config)
+        self.assertTrue(np.all(np.nanmin(r.loss_trace, axis=1) < r.loss_trace[:, 0]))
+    with self.assertRaisesRegex(ValueError, 'attack.optimizer'):
+      registry.get('dia')(update, model, variables, jax.random.key(0),
+                          {**config, 'optimizer': 'sgd'})
+
   def test_early_stop_ends_a_flat_run(self):
     model, variables, update, _, _ = _setup()
     # lr 0: nothing improves after the first step, so patience 3 stops each lane.

@@ -20,6 +20,11 @@ As in the paper and its code (dAI-SY-Group/DropoutInversionAttack):
 With p = 0 the model has no dropout sites and DIA is IG exactly (the code's
 "fallback").
 
+`optimizer='lbfgs'` runs the same idea on iDLG's machinery instead (L2
+distance, L-BFGS, masks relaxed and unconstrained): on the sigmoid DLG LeNet,
+where signed Adam converges slowly even without dropout, this is the variant
+that undoes Zheng's defense (BUILD_NOTES.md).
+
 WIIG ("what if IG knew") is IG given the client's true masks
 (`ClientUpdate.known_masks`, revealed with client.reveal_masks=True): the
 upper bound DIA approaches.
@@ -40,6 +45,8 @@ import jax.numpy as jnp
 
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import inverting
+from dlg_jax.attacks import objectives
+from dlg_jax.attacks import optimize
 from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.models import Model
 from dlg_jax.models import layers
@@ -95,9 +102,21 @@ def init_lane_variables(key: jax.Array, *, shape: tuple[int, ...], num_classes: 
   return z
 
 
+OPTIMIZERS = ('adam', 'lbfgs')
+
+
 def check_config(config: Mapping[str, Any]) -> None:
-  """IG's checks plus the mask prior's weight."""
-  inverting.check_config(config)
+  """The chosen optimiser's checks plus the mask prior's weight."""
+  optimizer = config.get('optimizer', 'adam')
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f'attack.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.')
+  if optimizer == 'adam':
+    inverting.check_config(config)
+  else:
+    dlg.check_config(config)
+    if config['labels'] == 'optimize':
+      raise ValueError('attack.labels="optimize" is DLG\'s; DIA and WIIG take labels '
+                       '"idlg" or "known".')
   if float(config.get('mask_weight', 0.0)) < 0:
     raise ValueError(f'attack.mask_weight must be >= 0, got {config["mask_weight"]}.')
 
@@ -110,46 +129,77 @@ def _aux(update: ClientUpdate, labels: jax.Array) -> dict[str, Any]:
   return aux
 
 
+def matching_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
+                  distance: str, mask_weight: float, rate: float,
+                  protocol: Protocol = protocol_lib.FEDSGD) -> jax.Array:
+  """The L-BFGS variant's objective: iDLG's distance under the lane's masks.
+
+  Masks come from `z` (optimised, with the same prior as DIA) or `aux`
+  (known: WIIG); they stay unconstrained during the run because L-BFGS's line
+  search has no projection — a relaxation of the {0, 1} masks like DIA's.
+  """
+  targets = jax.nn.one_hot(aux['labels'], model.num_classes)
+  masks = z['masks'] if 'masks' in z else aux.get('masks')
+  dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
+                               masks=masks, train=train)
+  loss = objectives.DISTANCES[distance](dummy, aux['target'])
+  if 'masks' in z:
+    loss = loss + mask_weight * mask_penalty(z['masks'], rate)
+  return loss
+
+
+def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
+         config: Mapping[str, Any], *, masks: str, progress=None) -> AttackResult:
+  """DIA (`masks='optimize'`) or WIIG (`masks='known'`) with either optimiser."""
+  check_config(config)
+  labels = dlg.recover_labels(update, config['labels'])
+  rate = dropout_rate(model)
+  variables = {k: v for k, v in variables.items() if k != layers.MASKS}
+  template = model.mask_template(variables, update.batch_size) if (
+      rate > 0 and masks == 'optimize') else {}
+  aux = _aux(update, labels)
+  if masks == 'known' and rate > 0:
+    if update.known_masks is None:
+      raise ValueError('attack.name="wiig" needs the client\'s dropout masks; set '
+                       'client.reveal_masks=True (the masks-known threat model).')
+    aux['masks'] = update.known_masks
+  shape = (update.batch_size, *update.input_shape)
+  mask_weight = float(config.get('mask_weight', 1e-4))
+  if config.get('optimizer', 'adam') == 'lbfgs':
+    loss_fn = functools.partial(matching_loss, model=model, variables=variables,
+                                train=bool(config['train']), distance=config['distance'],
+                                mask_weight=mask_weight, rate=rate, protocol=update.protocol)
+    init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
+                               init=config['init'], template=template, rate=rate)
+    opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
+                         config.get('linesearch', 'backtracking'))
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+    return dlg.run_lanes(key, config, aux, labels, init_z=init_z,
+                         init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
+                         step=step, progress=progress)
+  loss_fn = functools.partial(lane_loss, model=model, variables=variables,
+                              train=bool(config['train']), tv=float(config['tv']),
+                              mask_weight=mask_weight, rate=rate, protocol=update.protocol)
+  init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
+                             init=config['init'], template=template, rate=rate)
+  return inverting.run(key, config, loss_fn=loss_fn, init_z=init_z, project=clamp, aux=aux,
+                       progress=progress)
+
+
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
            config: Mapping[str, Any], progress=None) -> AttackResult:
   """DIA: image and dropout masks optimised together (see the module docstring).
 
   Args:
-    config: IG's fields (labels, init, steps, chunk, restarts, lr, tv, tol,
-      train, schedule, plateau_patience, stop_patience) and mask_weight.
+    config: optimizer ('adam': the paper's, with IG's fields labels, init,
+      steps, chunk, restarts, lr, tv, tol, train, schedule, plateau_patience,
+      stop_patience; 'lbfgs': iDLG's fields distance, memory, linesearch,
+      linesearch_steps instead of lr/tv/schedule) and mask_weight.
   """
-  check_config(config)
-  labels = dlg.recover_labels(update, config['labels'])
-  rate = dropout_rate(model)
-  variables = {k: v for k, v in variables.items() if k != layers.MASKS}
-  template = model.mask_template(variables, update.batch_size) if rate > 0 else {}
-  loss_fn = functools.partial(lane_loss, model=model, variables=variables,
-                              train=bool(config['train']), tv=float(config['tv']),
-                              mask_weight=float(config.get('mask_weight', 1e-4)), rate=rate,
-                              protocol=update.protocol)
-  init_z = functools.partial(init_lane_variables, shape=(update.batch_size, *update.input_shape),
-                             num_classes=update.num_classes, init=config['init'],
-                             template=template, rate=rate)
-  return inverting.run(key, config, loss_fn=loss_fn, init_z=init_z, project=clamp,
-                       aux=_aux(update, labels), progress=progress)
+  return _run(update, model, variables, key, config, masks='optimize', progress=progress)
 
 
 def wiig_attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
                 config: Mapping[str, Any], progress=None) -> AttackResult:
-  """WIIG: IG run with the client's true dropout masks (the upper bound)."""
-  inverting.check_config(config)
-  if dropout_rate(model) > 0 and update.known_masks is None:
-    raise ValueError('attack.name="wiig" needs the client\'s dropout masks; set '
-                     'client.reveal_masks=True (the masks-known threat model).')
-  labels = dlg.recover_labels(update, config['labels'])
-  loss_fn = functools.partial(inverting.lane_loss, model=model, variables=variables,
-                              train=bool(config['train']), tv=float(config['tv']),
-                              protocol=update.protocol)
-  init_z = functools.partial(dlg.init_dummy, shape=(update.batch_size, *update.input_shape),
-                             num_classes=update.num_classes, init=config['init'],
-                             label_mode='known')
-  aux = _aux(update, labels)
-  if dropout_rate(model) > 0:
-    aux['masks'] = update.known_masks
-  return inverting.run(key, config, loss_fn=loss_fn, init_z=init_z, project=inverting.box,
-                       aux=aux, progress=progress)
+  """WIIG: the same attack run with the client's true dropout masks (the upper bound)."""
+  return _run(update, model, variables, key, config, masks='known', progress=progress)
