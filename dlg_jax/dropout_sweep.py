@@ -11,7 +11,8 @@ with the model's `dropout_rate` set and, for WIIG, the masks revealed
 The config (configs/dropout_sweep.py) holds:
   * `groups`: named row groups, each `models`, `rates`, `attacks`;
   * `models`: name -> model options (the DIA code's MLP and ViT, LeNet-5);
-  * `attacks`: name -> attack config (IG, DIA and WIIG share one budget);
+  * `attacks`: name -> attack config (IG, DIA and WIIG share one budget;
+    `dia_lbfgs`/`wiig_lbfgs` are their L-BFGS variants for the sigmoid LeNet);
   * `utility`: training settings for the test-accuracy column (Zheng's
     figure 6): each (model, rate) is trained once on scikit-learn's digits
     with dropout active and cached in ``workdir/utility``; `utility.steps`
@@ -64,7 +65,8 @@ def cells(config: ml_collections.ConfigDict) -> list[sweep.Cell]:
               'seed': config.seed,
               'data': copy.deepcopy(config.data.to_dict()),
               'model': {**config.models[model_name].to_dict(), 'dropout_rate': float(rate)},
-              'client': {**config.client.to_dict(), 'reveal_masks': attack_name == 'wiig'},
+              'client': {**config.client.to_dict(),
+                         'reveal_masks': config.attacks[attack_name].name == 'wiig'},
               'attack': config.attacks[attack_name].to_dict(),
           })
           out.append(sweep.Cell(

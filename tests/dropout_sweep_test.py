@@ -31,12 +31,14 @@ class DropoutSweepTest(absltest.TestCase):
   def test_cells_cover_the_grid_and_reveal_masks_only_to_wiig(self):
     config = sweep_config.get_config()
     cells = dropout_sweep.cells(config)
-    self.assertLen(cells, 3 * 4 * 3 + 5 * 2)
+    self.assertLen(cells, 3 * 4 * 3 + 4 * 4)
     for cell in cells:
-      self.assertEqual(cell.config.client.reveal_masks, cell.labels['attack'] == 'wiig')
+      self.assertEqual(cell.config.client.reveal_masks,
+                       cell.labels['attack'] in ('wiig', 'wiig_lbfgs'))
       self.assertEqual(cell.config.model.dropout_rate, cell.labels['rate'])
     zheng = [c for c in cells if c.labels['group'] == 'zheng']
-    self.assertEqual({c.labels['model'] for c in zheng}, {'lenet5'})
+    self.assertEqual({c.labels['model'] for c in zheng}, {'lenet'})
+    self.assertEqual({c.config.attack.name for c in zheng}, {'dlg', 'idlg', 'dia', 'wiig'})
 
   def test_bad_grid_values_are_named(self):
     config = sweep_config.get_config()
