@@ -172,7 +172,8 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
                      progress=progress)
 
   best = out.best
-  z = optimize.take_restart(out.state.z, best)
+  final_z, final_loss = optimize.kept(out.state)
+  z = optimize.take_restart(final_z, best)
   if fixed_labels is None:
     rec_labels = jnp.argmax(z['label_logits'], axis=-1).astype(jnp.int32)
   else:
@@ -181,7 +182,7 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
   return AttackResult(
       images=jnp.clip(z['image'], 0.0, 1.0),
       labels=rec_labels,
-      loss=pick(out.state.loss),
+      loss=pick(final_loss),
       iterations=pick(out.state.iterations),
       evaluations=pick(out.state.evaluations),
       diverged=jnp.all(out.state.diverged, axis=1),
