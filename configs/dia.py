@@ -16,7 +16,11 @@ clamped to [0, 1], ReduceLROnPlateau (patience 800) and early stop (4000).
 Threat model (also in config.json): untrained weights, labels recovered by
 iDLG (batch size 1), dropout masks unknown (client.reveal_masks=False).
 
-Measured: see BUILD_NOTES.md, "Dropout and DIA (issue 4)".
+Measured 2026-11-26 (4 photos, p = 0.25, 4,000 steps; the machine was shared
+by other jobs at load 13–17, so wall times are 4–6× a quiet run's): DIA mean
+MSE 1.01e-4 (42.0 dB, 928 s); the same config with attack.name=ig 7.93e-2
+(11.3 dB, 859 s) and with wiig + reveal_masks 4.33e-6 (53.9 dB, 1,391 s).
+Details: BUILD_NOTES.md, "Dropout and DIA (issue 4)".
 """
 
 from __future__ import annotations
