@@ -20,7 +20,8 @@ Measured 2026-11-26 (4 photos, p = 0.25, 4,000 steps; the machine was shared
 by other jobs at load 13–17, so wall times are 4–6× a quiet run's): DIA mean
 MSE 1.01e-4 (42.0 dB, 928 s); the same config with attack.name=ig 7.93e-2
 (11.3 dB, 859 s) and with wiig + reveal_masks 4.33e-6 (53.9 dB, 1,391 s).
-Details: BUILD_NOTES.md, "Dropout and DIA (issue 4)".
+On the quiet machine this config took 2 min 45 s wall (154 s attack) with the
+same result. Details: BUILD_NOTES.md, "Dropout and DIA (issue 4)".
 """
 
 from __future__ import annotations
