@@ -25,7 +25,6 @@ cell's own report (grids, curves) in its sub-directory.
 
 from __future__ import annotations
 
-import copy
 import os
 from typing import Any, Mapping
 
@@ -63,7 +62,7 @@ def cells(config: ml_collections.ConfigDict) -> list[sweep.Cell]:
                              f'{attack_name!r}; config.attacks defines {sorted(config.attacks)}.')
           cfg = ml_collections.ConfigDict({
               'seed': config.seed,
-              'data': copy.deepcopy(config.data.to_dict()),
+              'data': config.data.to_dict(),  # to_dict copies
               'model': {**config.models[model_name].to_dict(), 'dropout_rate': float(rate)},
               'client': {**config.client.to_dict(),
                          'reveal_masks': config.attacks[attack_name].name == 'wiig'},
@@ -124,5 +123,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
     sweep.plot_lines([r for r in rows if r['model'] == model_name],
                      os.path.join(workdir, f'plot_{model_name}.png'), x='rate', y='mean_mse',
                      line='attack', title=f'{model_name}: MSE against the dropout rate')
-  print(open(os.path.join(workdir, 'table.md')).read(), flush=True)
+  with open(os.path.join(workdir, 'table.md')) as f:
+    print(f.read(), flush=True)
   return rows
