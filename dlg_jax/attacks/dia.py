@@ -165,12 +165,12 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
     aux['masks'] = update.known_masks
   shape = (update.batch_size, *update.input_shape)
   mask_weight = float(config.get('mask_weight', 1e-4))
+  init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
+                             init=config['init'], template=template, rate=rate)
   if config.get('optimizer', 'adam') == 'lbfgs':
     loss_fn = functools.partial(matching_loss, model=model, variables=variables,
                                 train=bool(config['train']), distance=config['distance'],
                                 mask_weight=mask_weight, rate=rate, protocol=update.protocol)
-    init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
-                               init=config['init'], template=template, rate=rate)
     opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
                          config.get('linesearch', 'backtracking'))
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
@@ -180,8 +180,6 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
   loss_fn = functools.partial(lane_loss, model=model, variables=variables,
                               train=bool(config['train']), tv=float(config['tv']),
                               mask_weight=mask_weight, rate=rate, protocol=update.protocol)
-  init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
-                             init=config['init'], template=template, rate=rate)
   return inverting.run(key, config, loss_fn=loss_fn, init_z=init_z, project=clamp, aux=aux,
                        progress=progress)
 
