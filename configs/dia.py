@@ -59,9 +59,12 @@ def attack_config(name: str) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  model = 'mlp'
+  if arg in MODELS:  # --config=configs/dia.py:vit_small picks the DIA code's ViT
+    model, arg = arg, None
   config = common.base()
   config.data.num_victims = 4
-  config.model = ml_collections.ConfigDict({**MODELS['mlp'], 'dropout_rate': 0.25})
+  config.model = ml_collections.ConfigDict({**MODELS[model], 'dropout_rate': 0.25})
   config.attack = attack_config('dia')
   # The code's 20,000 is an upper bound; on the MLP DIA is at 42 dB by 4,000.
   config.attack.steps = 4000

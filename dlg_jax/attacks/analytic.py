@@ -59,11 +59,11 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   Args:
     config: `attack` config: labels ('idlg' | 'known').
   """
-  del model, variables, key, progress  # closed form: nothing to optimise
+  del variables, key, progress  # closed form: nothing to optimise
   if update.batch_size != 1:
     raise ValueError(f'the analytic inversion recovers one image per gradient; the batch size '
                      f'is {update.batch_size}. Use an optimisation attack for batches.')
-  labels = dlg.recover_labels(update, config.get('labels', 'idlg'))
+  labels = dlg.recover_labels(update, config.get('labels', 'idlg'), model=model)
   size = int(np.prod(update.input_shape))
   layer = input_layer(jax.tree.map(lambda g: g[0], update.gradients), size)
   flat = traverse_util.flatten_dict(update.gradients)

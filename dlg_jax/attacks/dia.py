@@ -152,7 +152,9 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
          config: Mapping[str, Any], *, masks: str, progress=None) -> AttackResult:
   """DIA (`masks='optimize'`) or WIIG (`masks='known'`) with either optimiser."""
   check_config(config)
-  labels = dlg.recover_labels(update, config['labels'])
+  labels = dlg.recover_labels(update, config['labels'], model=model, variables=variables,
+                              key=jax.random.fold_in(key, dlg.LABEL_STREAM),
+                              train=bool(config['train']))
   rate = dropout_rate(model)
   variables = {k: v for k, v in variables.items() if k != layers.MASKS}
   template = model.mask_template(variables, update.batch_size) if (

@@ -63,15 +63,17 @@ def recover_labels(update: ClientUpdate, label_mode: str, *, model: Model | None
       raise ValueError('attack.labels="known" but the client update reveals no labels; '
                        'set client.reveal_labels=True or use attack.labels="idlg".')
     return update.known_labels
+  signed = bool(getattr(model, 'signed_features', False))
   if update.batch_size == 1:
-    read = jax.vmap(lambda g: labels_lib.idlg_label(g, update.num_classes))
+    read = jax.vmap(lambda g: labels_lib.idlg_label(g, update.num_classes,
+                                                    signed_features=signed))
     return read(update.gradients)[:, None]
   if model is None or variables is None or key is None:
     raise ValueError(f'batch label recovery (attack.labels="idlg", batch size '
                      f'{update.batch_size}) needs the model, its variables and a key.')
   probs = labels_lib.mean_probabilities(model, variables, key, train=train)
   read = jax.vmap(lambda g: labels_lib.batch_labels(g, update.num_classes, update.batch_size,
-                                                    probs))
+                                                    probs, signed_features=signed))
   return read(update.gradients)
 
 

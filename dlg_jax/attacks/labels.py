@@ -33,17 +33,45 @@ def classifier_path(params: PyTree, num_classes: int) -> tuple[str, ...]:
   return candidates[-1]
 
 
-def idlg_label(grads: PyTree, num_classes: int) -> jax.Array:
-  """iDLG's label of a single example from the output layer's weight gradient.
+def idlg_label(grads: PyTree, num_classes: int, *, signed_features: bool = False) -> jax.Array:
+  """iDLG's label of a single example from the output layer's gradient.
 
-  For softmax cross-entropy, dL/dW_k = (p_k − y_k) h: with non-negative
-  features h only the true class's row has a negative sum.
+  For softmax cross-entropy the output kernel's gradient is the rank-one
+  matrix h (p − y)ᵀ (features × classes) and the bias gradient is p − y,
+  whose only negative entry is the true class.
+
+  With non-negative features h (ReLU, sigmoid, dropout-scaled) every column's
+  sum has the sign of p_k − y_k, so the true class is the column with the
+  negative sum: iDLG's rule, which adds up all F features coherently and is
+  the most noise-tolerant reading when its assumption holds.
+
+  With signed features (a ViT head reads LayerNorm'd features) the column sums
+  carry an unknown sign, and iDLG's rule can pick a wrong class. Then the
+  top right singular vector v of the kernel gradient is ±(p − y)/|p − y|; the
+  sign is fixed by the bias gradient where the layer has a bias (v·b > 0),
+  and the label is argmin of the signed v. Without a bias the true class is
+  still the entry of largest magnitude (|p_y − 1| = Σ_{k≠y} p_k ≥ any p_k).
+
+  Args:
+    grads: one example's shared gradient (params pytree).
+    num_classes: C.
+    signed_features: whether the features entering the output layer can be
+      negative (`Model.signed_features`).
 
   References:
     Zhao, Mopuri, Bilen, "iDLG: Improved Deep Leakage from Gradients", 2020.
   """
-  kernel = traverse_util.flatten_dict(grads)[classifier_path(grads, num_classes)]
-  return jnp.argmin(jnp.sum(kernel, axis=0)).astype(jnp.int32)
+  flat = traverse_util.flatten_dict(grads)
+  path = classifier_path(grads, num_classes)
+  kernel = flat[path]
+  if not signed_features:
+    return jnp.argmin(jnp.sum(kernel, axis=0)).astype(jnp.int32)
+  _, _, vt = jnp.linalg.svd(kernel, full_matrices=False)
+  v = vt[0]
+  if bias_path(path) in flat:
+    sign = jnp.where(jnp.dot(v, flat[bias_path(path)]) < 0, -1.0, 1.0)
+    return jnp.argmin(sign * v).astype(jnp.int32)
+  return jnp.argmax(jnp.abs(v)).astype(jnp.int32)
 
 
 def bias_path(kernel_path: tuple[str, ...]) -> tuple[str, ...]:
@@ -63,7 +91,7 @@ def mean_probabilities(model, variables: PyTree, key: jax.Array, *, count: int =
 
 
 def batch_labels(grads: PyTree, num_classes: int, batch_size: int,
-                 mean_probs: jax.Array) -> jax.Array:
+                 mean_probs: jax.Array, *, signed_features: bool = False) -> jax.Array:
   """The B labels of a batch from the output layer's gradient (a multiset).
 
   For softmax cross-entropy over a batch, the output layer's gradients are
@@ -96,6 +124,9 @@ def batch_labels(grads: PyTree, num_classes: int, batch_size: int,
     grads: one victim's shared gradient (params pytree, no victim axis).
     num_classes: C; batch_size: B (static).
     mean_probs: (C,) p̂.
+    signed_features: the features entering the output layer can be negative
+      (a ViT): rule 1 does not hold, so every slot comes from rule 2, which
+      needs the output layer's bias.
 
   Returns:
     (B,) int32 labels: rule-1 classes first (most negative minimum first).
@@ -112,7 +143,10 @@ def batch_labels(grads: PyTree, num_classes: int, batch_size: int,
   flat = traverse_util.flatten_dict(grads)
   path = classifier_path(grads, num_classes)
   row_min = jnp.min(flat[path], axis=0)  # kernel is (features, C)
-  present = row_min < 0
+  if signed_features and bias_path(path) not in flat:
+    raise ValueError('batch label recovery for a model with signed features needs a bias in '
+                     'the output layer; set attack.labels="known".')
+  present = (row_min < 0) & (not signed_features)
   order = jnp.argsort(jnp.where(present, row_min, jnp.inf))
   num_present = jnp.minimum(jnp.sum(present), batch_size)
   if bias_path(path) in flat:

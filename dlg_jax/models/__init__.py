@@ -44,6 +44,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+_SIGNED_ACTIVATIONS = ('tanh', 'elu')
+
+
 @dataclasses.dataclass(frozen=True)
 class Model:
   """A Flax module together with the input it was built for."""
@@ -51,6 +54,18 @@ class Model:
   module: nn.Module
   input_shape: tuple[int, int, int]
   num_classes: int
+
+  @property
+  def signed_features(self) -> bool:
+    """Whether the features entering the output layer can be negative.
+
+    Label recovery depends on it (`attacks.labels.idlg_label`). A ViT's head
+    reads LayerNorm'd features; otherwise the last activation decides (GELU
+    and swish dip to −0.17/−0.28 but their features sum positive, like ReLU's).
+    """
+    if isinstance(self.module, vit.ViT):
+      return True
+    return getattr(self.module, 'act', 'relu') in _SIGNED_ACTIVATIONS
 
   def init(self, key: jax.Array, batch_size: int = 1) -> PyTree:
     """Initial variables (params and, if any, batch_stats); no masks."""
