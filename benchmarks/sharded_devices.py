@@ -1,12 +1,16 @@
 """iDLG on the same victims sharded over 1, 2 and 4 simulated CPU devices.
 
   python benchmarks/sharded_devices.py                  # 8 victims, 100 iterations
+  python benchmarks/sharded_devices.py --device_victims=0   # the chunk split evenly
 
 Re-executes itself with XLA_FLAGS=--xla_force_host_platform_device_count=4,
 then runs one chunk (`experiment.run_chunk`) of Fashion-MNIST test images
 (IDX files; the offline photos if they are missing) on meshes of 1, 2 and 4
-devices. Prints seconds per chunk (compile excluded: the second of two
-calls) and the largest difference of each per-victim number from 1 device.
+devices, `--device_victims` victims per device per program (`parallel.rounds`:
+with 2, one device runs 4 rounds of 2, two devices 2 rounds of 4, four
+devices one round of 8). Prints seconds per chunk (the second of two calls;
+the first compiles) and whether every per-victim number is bitwise equal to
+1 device's, else the largest difference.
 Simulated devices share this machine's cores, so they are no faster here;
 the figure that matters is the difference column.
 """
@@ -42,6 +46,8 @@ from dlg_jax.types import Private  # pylint: disable=g-import-not-at-top,wrong-i
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('victims', 8, 'Victims in the chunk.')
 flags.DEFINE_integer('steps', 100, 'L-BFGS iterations.')
+flags.DEFINE_integer('device_victims', 2, 'Victims per device per program (run.device_victims; '
+                     '0: the chunk split evenly over the devices).')
 
 
 def main(argv):
@@ -49,6 +55,7 @@ def main(argv):
   config = experiment._to_dict(idlg_fashion_mnist.get_config())  # pylint: disable=protected-access
   config['data']['num_victims'] = FLAGS.victims
   config['attack']['steps'] = FLAGS.steps
+  config['run']['device_victims'] = FLAGS.device_victims
   if not os.path.isdir(config['data']['path']):
     config['data'].update(name='photos', size=32, channels=3)
   dataset = data_lib.load(config['data'], FLAGS.victims)
@@ -58,10 +65,12 @@ def main(argv):
   inputs = dict(model=model, variables=model.init(k_model),
                 truth=Private(dataset.images[:, None], dataset.labels[:, None]),
                 k_client=k_client, k_attack=k_attack, client_cfg=config['client'],
-                attack_cfg=config['attack'], leave_bar=False)
+                attack_cfg=config['attack'], device_victims=FLAGS.device_victims,
+                leave_bar=False)
   ids = np.arange(FLAGS.victims)
   base = None
-  print(f'{FLAGS.victims} victims of {config["data"]["name"]}, {FLAGS.steps} iterations')
+  print(f'{FLAGS.victims} victims of {config["data"]["name"]}, {FLAGS.steps} iterations, '
+        f'device_victims={FLAGS.device_victims}')
   for k in (1, 2, 4):
     mesh = parallel.victim_mesh(jax.local_devices()[:k])
     experiment.run_chunk(ids, mesh=mesh, **inputs)  # compile
@@ -69,11 +78,14 @@ def main(argv):
     result, _, scores, _ = experiment.run_chunk(ids, mesh=mesh, **inputs)
     seconds = time.perf_counter() - start
     out = {'images': np.asarray(result.images), 'loss': np.asarray(result.loss),
-           'psnr': scores.psnr, 'labels': np.asarray(result.labels)}
+           'psnr': scores.psnr, 'labels': np.asarray(result.labels),
+           'iterations': np.asarray(result.iterations)}
     base = base or out
     diff = {key: float(np.max(np.abs(out[key] - base[key]))) for key in out}
-    print(f'{k} device(s): {seconds:.1f} s per chunk; max |difference| from 1 device: '
-          + ', '.join(f'{key} {value:.2g}' for key, value in diff.items()))
+    same = all(np.array_equal(out[key], base[key]) for key in out)
+    print(f'{k} device(s): {seconds:.1f} s per chunk; bitwise equal to 1 device: {same}; '
+          'max |difference|: ' + ', '.join(f'{key} {value:.2g}' for key, value in diff.items()),
+          flush=True)
 
 
 if __name__ == '__main__':

@@ -50,9 +50,16 @@ def base() -> ml_collections.ConfigDict:
   config.client.reveal_masks = False  # dropout masks too (WIIG's masks-known upper bound)
   config.client.defenses = []  # ordered list of {'name': ..., params}; see client/defenses.py
 
-  # How the victims are executed; chunk_victims changes no victim's result.
+  # How the victims are executed. With device_victims > 0 neither chunk_victims
+  # nor the number of devices changes a victim's result (bitwise); with 0 they
+  # change it at float-rounding level (other batch shapes, other kernels).
   config.run = ml_collections.ConfigDict()
   config.run.chunk_victims = 0  # victims per saved chunk (0: all in one chunk)
+  # Victims each device attacks at once: every device then runs the program
+  # compiled for this block size, so results are bitwise the same on any
+  # number of devices (parallel.rounds). 0: each chunk split evenly over the
+  # devices in one go (results then differ across device counts at rounding level).
+  config.run.device_victims = 0
   config.run.resume = True  # skip chunks already saved in the workdir
   config.run.distributed = False  # jax.distributed.initialize(); each host takes its share
   # Passed to jax.distributed.initialize when set; unset, JAX detects them

@@ -32,10 +32,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.channels = 1
   config.data.num_victims = 256
   config.run.chunk_victims = 32
+  # Each device attacks 32 victims at once (one round per chunk on one
+  # device): results are bitwise the same on any number of devices. On k
+  # devices set chunk_victims to 32k, or rounds are padded with repeats.
+  config.run.device_victims = 32
   config.attack.name = 'idlg'
   config.attack.labels = 'idlg'
   config.attack.init = 'rand'
   config.attack.steps = 500
   if arg == 'smoke':
-    config.run.chunk_victims = 1
+    config.run.chunk_victims = config.run.device_victims = 1
   return common.apply_arg(config, arg)

@@ -1,14 +1,16 @@
 """`run(config, workdir)`: the one place where data, model, client, attack,
 metrics and report are wired together (the five hops of STYLE.md §3).
 
-Victims run in chunks of `run.chunk_victims` (0: all at once). Each chunk is
-sharded over this process's devices on a one-axis mesh (`parallel`), scored,
-and saved to `workdir/chunks/` as soon as it finishes (`chunks`); a rerun with
-the same workdir skips the chunks already there. Every per-victim key folds in
-the victim's global index, so a victim's result does not depend on its chunk,
-device or host. With `run.distributed`, every process takes its share of the
-chunks and process 0 writes the report once all chunk files are in the
-(shared) workdir.
+Victims run in chunks of `run.chunk_victims` (0: all at once). Each chunk runs
+in rounds of `run.device_victims` victims per device, sharded over this
+process's devices on a one-axis mesh (`parallel`), is scored, and is saved
+to `workdir/chunks/` as soon as it finishes (`chunks`); a rerun with the same
+workdir skips the chunks already there. Every per-victim key folds in the
+victim's global index, and with `run.device_victims` > 0 every device runs
+the same fixed-size program, so a victim's result is bitwise the same on 1,
+2 or 4 devices and in any chunk. With `run.distributed`, every process
+takes its share of the chunks and process 0 writes the report once all chunk
+files are in the (shared) workdir.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dlg_jax import weights
 from dlg_jax.attacks import registry
 from dlg_jax.client import accounting
 from dlg_jax.client import simulate
-from dlg_jax.types import Private
+from dlg_jax.types import AttackResult, Private
 
 
 def _to_dict(config: Any) -> dict[str, Any]:
@@ -54,19 +56,25 @@ def check(config: Mapping[str, Any]) -> None:
     value = config[section][field]
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'{section}.{field} must be a positive integer, got {value!r}.')
-  chunk_victims = config.get('run', {}).get('chunk_victims', 0)
-  if not isinstance(chunk_victims, int) or chunk_victims < 0:
-    raise ValueError(f'run.chunk_victims must be an integer >= 0 (0: one chunk), '
-                     f'got {chunk_victims!r}.')
+  for field, zero in (('chunk_victims', 'one chunk'),
+                      ('device_victims', 'each chunk split evenly over the devices')):
+    value = config.get('run', {}).get(field, 0)
+    if not isinstance(value, int) or value < 0:
+      raise ValueError(f'run.{field} must be an integer >= 0 (0: {zero}), got {value!r}.')
 
 
 def _progress_bar(total: int, desc: str, leave: bool = True):
+  """A tqdm bar over `total` iterations and a callback for one round at a time.
+
+  `update.offset` is the iterations of the rounds before the current one.
+  """
   bar = tqdm.tqdm(total=total, desc=desc, unit='it', dynamic_ncols=True, leave=leave)
 
   def update(iteration: int, state) -> None:
-    bar.update(min(iteration, total) - bar.n)
+    bar.update(min(update.offset + iteration, total) - bar.n)
     loss = np.asarray(state.loss)
     bar.set_postfix(median_loss=f'{np.median(loss):.3g}', stopped=int(np.sum(state.done)))
+  update.offset = 0
   return bar, update
 
 
@@ -75,41 +83,67 @@ def _names(dataset_names: tuple[str, ...], num_victims: int, batch: int) -> tupl
                for v in range(num_victims))
 
 
+_PER_VICTIM_FIELDS = ('images', 'labels', 'loss', 'iterations', 'evaluations', 'diverged')
+
+
+def _merge_rounds(results: list[AttackResult], keep: int) -> AttackResult:
+  """One result from the rounds' (host arrays, victim order), padding dropped.
+
+  A round whose lanes all stopped early has a shorter loss trace and fewer
+  snapshots; its lanes were frozen from then on, so the trace goes on as NaN
+  (what a stopped lane records) and its last snapshot carries forward, which
+  is what one round holding all the victims would have recorded.
+  """
+  merged = {f: np.concatenate([np.asarray(getattr(r, f)) for r in results])[:keep]
+            for f in _PER_VICTIM_FIELDS}
+  length = max(r.loss_trace.shape[1] for r in results)
+  merged['loss_trace'] = np.concatenate([
+      np.pad(np.asarray(r.loss_trace, np.float32), ((0, 0), (0, length - r.loss_trace.shape[1])),
+             constant_values=np.nan) for r in results])[:keep]
+  its = sorted({it for r in results for it, _ in r.snapshots})
+  snapshots = []
+  for it in its:
+    parts = [np.asarray([s for i, s in r.snapshots if i <= it][-1]) for r in results]
+    snapshots.append((it, np.concatenate(parts)[:keep]))
+  return AttackResult(**merged, snapshots=tuple(snapshots))
+
+
 def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: jax.Array,
               k_attack: jax.Array, client_cfg: Mapping[str, Any], attack_cfg: Mapping[str, Any],
-              mesh: jax.sharding.Mesh, leave_bar: bool = True):
+              mesh: jax.sharding.Mesh, device_victims: int = 0, leave_bar: bool = True):
   """Client round, attack and scores of the victims `ids` (global indices).
 
-  `truth` holds every victim of the run (host arrays); the chunk's victims are
-  padded to a multiple of the mesh size, sharded on the victim axis, and the
-  padding is dropped from the results.
+  `truth` holds every victim of the run (host arrays). The chunk's victims run
+  in rounds of `device_victims` per device (`parallel.rounds`; 0: one round
+  split evenly over the devices), each round sharded on the victim axis of
+  `mesh`; padding is dropped from the results.
 
   Returns:
-    (result, truth of the chunk, scores, seconds of client + attack).
+    (result, truth of the chunk, scores, seconds of client + attack), as host arrays.
   """
-  padded = parallel.pad_to_devices(ids, mesh)
-  part = parallel.shard_victims(
-      (Private(truth.images[padded], truth.labels[padded]), jnp.asarray(padded, jnp.int32)), mesh)
-  chunk_truth, victim_ids = part
-  start = time.perf_counter()
-  update, chunk_truth, _ = simulate.client_update(model, variables, chunk_truth, k_client,
-                                                  client_cfg, victim_ids=victim_ids)
   attack = registry.get(attack_cfg['name'])
-  bar, progress = _progress_bar(int(attack_cfg['steps']),
-                                f'{attack_cfg["name"]} × {len(ids)}', leave=leave_bar)
+  rounds = parallel.rounds(ids, mesh, device_victims)
+  steps = int(attack_cfg['steps'])
+  bar, progress = _progress_bar(steps * len(rounds), f'{attack_cfg["name"]} × {len(ids)}',
+                                leave=leave_bar)
+  results = []
+  start = time.perf_counter()
   try:
-    result = attack(update, model, variables, k_attack, attack_cfg, progress=progress)
-    jax.block_until_ready(result.images)
+    for r, padded in enumerate(rounds):
+      part_truth, victim_ids = parallel.shard_victims(
+          (Private(truth.images[padded], truth.labels[padded]), jnp.asarray(padded, jnp.int32)),
+          mesh)
+      update, _, _ = simulate.client_update(model, variables, part_truth, k_client, client_cfg,
+                                            victim_ids=victim_ids)
+      progress.offset = r * steps
+      result = attack(update, model, variables, k_attack, attack_cfg, progress=progress)
+      jax.block_until_ready(result.images)
+      results.append(result)
   finally:
     bar.close()
   seconds = time.perf_counter() - start
-  keep = len(ids)
-  if len(padded) != keep:
-    result = result._replace(**{
-        f: (getattr(result, f)[:keep]) for f in ('images', 'labels', 'loss', 'iterations',
-                                                 'evaluations', 'diverged', 'loss_trace')},
-        snapshots=tuple((it, s[:keep]) for it, s in result.snapshots))
-    chunk_truth = Private(chunk_truth.images[:keep], chunk_truth.labels[:keep])
+  result = _merge_rounds(results, keep=len(ids))
+  chunk_truth = Private(truth.images[ids], truth.labels[ids])
   # B > 1: reconstructions in the private images' order (optimal assignment),
   # so that the saved arrays and grid.png pair each image with its partner.
   result = metrics.match(result, chunk_truth)
@@ -167,6 +201,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     logging.info('resuming: %d of %d chunks already in %s', len(mine) - len(todo), len(mine),
                  os.path.join(workdir, 'chunks'))
   mesh = parallel.victim_mesh()
+  device_victims = int(run_cfg.get('device_victims', 0))
   several = len(plan) > 1
   outer = tqdm.tqdm(total=sum(c.stop - c.start for c in mine), unit='victim', desc='victims',
                     initial=sum(c.stop - c.start for c in mine if c not in todo),
@@ -176,7 +211,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
       result, chunk_truth, scores, seconds = run_chunk(
           np.arange(c.start, c.stop), model=model, variables=variables, truth=truth,
           k_client=k_client, k_attack=k_attack, client_cfg=client_cfg, attack_cfg=attack_cfg,
-          mesh=mesh, leave_bar=not several)
+          mesh=mesh, device_victims=device_victims, leave_bar=not several)
       chunks_lib.save(chunks_lib.path(workdir, c), fingerprint_=fp,
                       victim_ids=np.arange(c.start, c.stop), truth=chunk_truth, result=result,
                       scores=scores, seconds=seconds, steps=int(attack_cfg['steps']))
@@ -192,6 +227,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   result, truth, scores, seconds = chunks_lib.merge(parts)
   summary = {**metrics.summary(scores, seconds), **privacy}
   extra = {'run': {'chunks': len(plan), 'chunk_victims': int(run_cfg.get('chunk_victims', 0)),
+                   'device_victims': device_victims,
                    'local_devices': int(mesh.devices.size), 'processes': jax.process_count()}}
   record = report.write(workdir, cfg, result, truth, scores, summary, names, extra=extra)
   html_report.write(workdir, cfg, record)

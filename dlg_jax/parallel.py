@@ -4,10 +4,14 @@ Victims are independent, so the only parallelism the lab needs is to split
 the leading victim axis of a chunk's data over the local devices
 (`NamedSharding(mesh, P('victims'))`) and let `jax.jit` propagate that
 sharding through the client and the attack; no code inside an attack knows
-about devices. Across hosts, each process runs its own share of the chunks on
-its own devices (`share`): victims never need to talk to each other, so no
-cross-host collective is compiled, and the only coordination is process 0
-waiting for the other processes' chunk files before it writes the report.
+about devices. `rounds` fixes how many victims each device takes at once
+(`run.device_victims`), so that every device compiles and runs the program of
+that block size whatever the device count, and a victim's numbers are
+bitwise those of a one-device run. Across hosts, each process runs its own
+share of the chunks on its own devices (`share`): victims never need to talk
+to each other, so no cross-host collective is compiled, and the only
+coordination is process 0 waiting for the other processes' chunk files
+before it writes the report.
 """
 
 from __future__ import annotations
@@ -43,6 +47,34 @@ def pad_to_devices(ids: np.ndarray, mesh: jax.sharding.Mesh) -> np.ndarray:
   size = mesh.devices.size
   extra = (-len(ids)) % size
   return np.concatenate([ids, np.repeat(ids[-1:], extra)]) if extra else ids
+
+
+def rounds(ids: np.ndarray, mesh: jax.sharding.Mesh, device_victims: int) -> list[np.ndarray]:
+  """`ids` cut into rounds of `device_victims` victims per device.
+
+  Every round holds `device_victims × mesh size` victims (the last one padded
+  by repeating the last victim, see `pad_to_devices`), so each device always
+  runs the program compiled for a block of `device_victims` victims: the
+  same program on 1, 2 or 4 devices, hence bitwise the same per-victim
+  results (XLA picks kernels, and with them float summation orders, by
+  shape). `device_victims=0` is one round of all `ids` split evenly over the
+  devices: fewest rounds, but the per-device block then depends on the
+  device count and results agree only to float rounding.
+
+  >>> mesh = victim_mesh(jax.local_devices()[:1])
+  >>> [r.tolist() for r in rounds(np.arange(5), mesh, 2)]
+  [[0, 1], [2, 3], [4, 4]]
+  >>> [r.tolist() for r in rounds(np.arange(5), mesh, 0)]
+  [[0, 1, 2, 3, 4]]
+  """
+  if device_victims < 0:
+    raise ValueError(f'run.device_victims must be >= 0, got {device_victims}.')
+  if not device_victims:
+    return [pad_to_devices(ids, mesh)]
+  size = device_victims * mesh.devices.size
+  extra = (-len(ids)) % size
+  padded = np.concatenate([ids, np.repeat(ids[-1:], extra)]) if extra else ids
+  return [padded[s:s + size] for s in range(0, len(padded), size)]
 
 
 def shard_victims(tree: PyTree, mesh: jax.sharding.Mesh) -> PyTree:
