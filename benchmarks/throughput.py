@@ -1,15 +1,18 @@
 """Milliseconds per loss-and-gradient evaluation per victim, DLG LeNet 32×32×3.
 
-  python benchmarks/throughput.py [--victims=1,8,64] [--iterations=50]
+  python benchmarks/throughput.py [--victims=1,8,64] [--iterations=50] [--block=8]
 
 Prints, for each number of vmapped victims V:
-- eval: one jitted, vmapped value-and-gradient of the iDLG matching loss
-  (forward, weight gradient, backward of the L2 distance) for V victims,
-  divided by V — the unit the PyTorch reference is quoted in (≈4.6 ms with
-  one thread here, PERF_NOTES.md);
+- eval: one jitted value-and-gradient of the iDLG matching loss (forward,
+  weight gradient, backward of the L2 distance) for V victims, divided by V —
+  the unit the PyTorch reference is quoted in (≈4.6 ms with one thread here,
+  PERF_NOTES.md). Two columns: all V victims vmapped at once, and the V
+  victims in blocks of `--block` vmapped victims run one block after the
+  other (`lax.map(..., batch_size=block)`, what the attack does: one
+  compiled program either way);
 - attack: one compiled chunk of L-BFGS iterations (line search included) over
-  V victims, divided by V and by the iterations, and by the evaluations the
-  line searches counted.
+  V victims in blocks of `--block`, divided by V and by the iterations, and
+  by the evaluations the line searches counted.
 Victims are real photo crops (data.name=photos). Medians of 3 repeats.
 """
 
@@ -38,6 +41,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list('victims', ['1', '8', '64'], 'Numbers of vmapped victims.')
 flags.DEFINE_integer('iterations', 50, 'L-BFGS iterations per timed chunk.')
 flags.DEFINE_integer('memory', 100, 'L-BFGS history.')
+flags.DEFINE_integer('block', 8, 'Victims per vmapped block (0: all at once).')
 
 
 def _median_seconds(fn, repeats=3):
@@ -49,7 +53,7 @@ def _median_seconds(fn, repeats=3):
   return float(np.median(times))
 
 
-def measure(num_victims: int, iterations: int, memory: int) -> dict[str, float]:
+def measure(num_victims: int, iterations: int, memory: int, block: int) -> dict[str, float]:
   photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_victims)
   model = models.build({'name': 'lenet'}, (32, 32, 3), 16)
   variables = model.init(jax.random.key(0))
@@ -65,11 +69,16 @@ def measure(num_victims: int, iterations: int, memory: int) -> dict[str, float]:
   evaluate = jax.jit(optimize.vmap_lanes(jax.value_and_grad(loss_fn)))
   jax.block_until_ready(evaluate(z, aux))
   eval_s = _median_seconds(lambda: evaluate(z, aux))
+  one_victim = jax.vmap(jax.value_and_grad(loss_fn), in_axes=(0, None))  # over restarts
+  blocked = jax.jit(lambda z, aux: jax.lax.map(lambda za: one_victim(*za), (z, aux),
+                                               batch_size=min(block or num_victims, num_victims)))
+  jax.block_until_ready(blocked(z, aux))
+  eval_block_s = _median_seconds(lambda: blocked(z, aux))
 
   opt = optimize.lbfgs(memory, 20)
   state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(z, aux)
   chunk = optimize.make_chunk(functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0),
-                              iterations)
+                              iterations, block_victims=block)
   state, _ = chunk(state, aux)  # compile, and leave the first, cheapest iterations
   jax.block_until_ready(state.loss)
   times, evals = [], []
@@ -84,6 +93,7 @@ def measure(num_victims: int, iterations: int, memory: int) -> dict[str, float]:
   return {
       'victims': num_victims,
       'eval_ms_per_victim': 1e3 * eval_s / num_victims,
+      'eval_block_ms_per_victim': 1e3 * eval_block_s / num_victims,
       'attack_ms_per_iteration_per_victim': 1e3 * chunk_s / iterations / num_victims,
       'attack_ms_per_counted_eval_per_victim': 1e3 * chunk_s / (np.median(evals) / 1.0),
       'evals_per_iteration': float(np.median(evals)) / iterations / num_victims,
@@ -94,11 +104,12 @@ def main(argv):
   del argv
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}, '
         f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (PERF_NOTES.md)')
-  print(f'{"victims":>7} {"eval ms/victim":>15} {"attack ms/it/victim":>20} '
-        f'{"attack ms/eval/victim":>22} {"evals/it":>9}')
+  print(f'{"victims":>7} {"eval ms/victim":>15} {"eval, blocks":>13} {"attack ms/it/victim":>20} '
+        f'{"attack ms/eval/victim":>22} {"evals/it":>9}   (blocks of {FLAGS.block} victims)')
   for v in FLAGS.victims:
-    r = measure(int(v), FLAGS.iterations, FLAGS.memory)
+    r = measure(int(v), FLAGS.iterations, FLAGS.memory, FLAGS.block)
     print(f'{r["victims"]:>7} {r["eval_ms_per_victim"]:>15.3f} '
+          f'{r["eval_block_ms_per_victim"]:>13.3f} '
           f'{r["attack_ms_per_iteration_per_victim"]:>20.3f} '
           f'{r["attack_ms_per_counted_eval_per_victim"]:>22.3f} '
           f'{r["evals_per_iteration"]:>9.2f}', flush=True)

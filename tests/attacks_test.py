@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from dlg_jax import data
 from dlg_jax import models
@@ -136,11 +137,29 @@ class AttackTest(absltest.TestCase):
     self.assertEqual(r.labels.shape, (2, 1))
     self.assertTrue(np.all(r.loss_trace[:, -1] < r.loss_trace[:, 0]))
 
+  def test_probe_keeps_the_lowest_loss_restart_and_goes_on(self):
+    # 3 restarts for 10 iterations, then only the best goes on to 30.
+    config = _attack_config(restarts=3, steps=30, probe_steps=10, keep=1)
+    r = idlg.attack(self.update, self.model, self.variables, jax.random.key(7), config)
+    self.assertEqual(r.loss_trace.shape, (2, 30))
+    np.testing.assert_array_equal(r.iterations, [30, 30])
+    self.assertTrue(np.all(r.loss_trace[:, -1] < r.loss_trace[:, 10]))
+    # The same 3 restarts stopped after 10 iterations: the kept lane is the
+    # best of them, and its trace continues from there.
+    short = idlg.attack(self.update, self.model, self.variables, jax.random.key(7),
+                        _attack_config(restarts=3, steps=10))
+    np.testing.assert_array_equal(r.loss_trace[:, :10], short.loss_trace)
+    self.assertEqual([s[0] for s in r.snapshots], [0, 10, 20, 30])
+
   def test_bad_attack_options_are_clear_errors(self):
     for field, value, pattern in (('labels', 'guess', 'attack.labels'),
                                   ('init', 'zeros', 'attack.init'),
                                   ('distance', 'l1', 'attack.distance'),
                                   ('linesearch', 'wolfe', 'attack.linesearch'),
+                                  ('lbfgs_form', 'dense', 'attack.lbfgs_form'),
+                                  ('block_victims', -1, 'attack.block_victims'),
+                                  ('probe_steps', 1.5, 'attack.probe_steps'),
+                                  ('keep', 3, 'attack.keep'),
                                   ('steps', 0, 'attack.steps')):
       with self.subTest(field=field), self.assertRaisesRegex(ValueError, pattern):
         dlg.attack(self.update, self.model, self.variables, jax.random.key(0),
@@ -208,6 +227,52 @@ class RestartTest(absltest.TestCase):
     best = optimize.best_restart(state)
     np.testing.assert_array_equal(best, [1, 1])
     np.testing.assert_array_equal(optimize.take_restart(state.z, best)['image'], [1.0, 4.0])
+    two = optimize.lowest_restarts(state, 2)
+    np.testing.assert_array_equal(two, [[1, 2], [1, 0]])
+    np.testing.assert_array_equal(optimize.take_restarts(state.z, two)['image'],
+                                  [[1.0, 2.0], [4.0, 3.0]])
+
+
+class BlocksTest(absltest.TestCase):
+
+  def test_blocks_of_victims_give_the_vmapped_result(self):
+    # 3 victims × 2 restarts of a small least-squares problem, in blocks of 2
+    # (one full block and a remainder) and all at once.
+    loss_fn = lambda z, aux: jnp.sum((aux['a'] @ z['x'] - aux['b']) ** 2)
+    aux = {'a': jax.random.normal(jax.random.key(0), (3, 6, 4)),
+           'b': jax.random.normal(jax.random.key(1), (3, 6))}
+    z = {'x': jax.random.normal(jax.random.key(2), (3, 2, 4))}
+    opt = optimize.lbfgs(3, 10, form='compact')
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0)
+    init = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))
+    out = {b: optimize.make_chunk(step, 5, block_victims=b)(init(z, aux), aux) for b in (0, 2)}
+    chex.assert_trees_all_close(out[2][0].z, out[0][0].z, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out[2][1], out[0][1], rtol=1e-4)
+    self.assertEqual(out[2][1].shape, (3, 2, 5))
+
+
+class CompactLBFGSTest(absltest.TestCase):
+
+  def test_direction_equals_optax_two_loop(self):
+    # Memory 3 over 8 updates: the ring buffer wraps, and one repeated point
+    # (s = 0) is a skipped pair in both.
+    a, b = optax.scale_by_lbfgs(3), optimize.scale_by_compact_lbfgs(3)
+    f = lambda p: jnp.sum(jnp.sin(p['x']) * p['x'] ** 2) + jnp.sum(p['y'] ** 4)
+    p = {'x': jnp.linspace(-1.0, 1.5, 5), 'y': jnp.array([[0.3, -0.7]])}
+    sa, sb = a.init(p), b.init(p)
+    step = jax.jit(lambda g, sa, sb, p: (a.update(g, sa, p), b.update(g, sb, p)))
+    for k in range(8):
+      (da, sa), (db, sb) = step(jax.grad(f)(p), sa, sb, p)
+      chex.assert_trees_all_close(db, da, rtol=2e-4, atol=1e-6)
+      if k != 4:
+        p = jax.tree.map(lambda x, d: x - 0.2 * d, p, da)
+
+  def test_compact_and_two_loop_attacks_agree(self):
+    model, variables, update, _ = _setup()
+    run = lambda form: idlg.attack(update, model, variables, jax.random.key(7),
+                                   _attack_config(steps=10, lbfgs_form=form))
+    compact, two_loop = run('compact'), run('two_loop')
+    np.testing.assert_allclose(compact.loss_trace, two_loop.loss_trace, rtol=1e-2)
 
 
 if __name__ == '__main__':

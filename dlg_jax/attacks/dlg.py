@@ -27,6 +27,11 @@ INITS = ('randn', 'rand')
 # Folded into the attacker's key for the dummy inputs of batch label recovery;
 # victim indices (folded in for the lanes) stay far below it.
 LABEL_STREAM = 0x7FFFFFFF
+# Defaults of the L-BFGS attacks when the config does not set them
+# (BUILD_NOTES.md, "Throughput"): the compact-form direction, victims run in
+# vmapped blocks of 8.
+LBFGS_FORM = 'compact'
+BLOCK_VICTIMS = 8
 
 
 def _lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
@@ -103,6 +108,22 @@ def check_config(config: Mapping[str, Any]) -> None:
     raise ValueError(f'attack.linesearch must be one of {optimize.LINESEARCHES}, '
                      f'got {config["linesearch"]!r}.')
   optimize.check_positive(config, ('steps', 'restarts', 'chunk', 'memory', 'linesearch_steps'))
+  if config.get('lbfgs_form', LBFGS_FORM) not in optimize.LBFGS_FORMS:
+    raise ValueError(f'attack.lbfgs_form must be one of {optimize.LBFGS_FORMS}, '
+                     f'got {config["lbfgs_form"]!r}.')
+  check_lanes(config)
+
+
+def check_lanes(config: Mapping[str, Any]) -> None:
+  """Validates the optional lane-scheduling fields read by `run_lanes`."""
+  for field in ('block_victims', 'probe_steps'):
+    value = config.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ValueError(f'attack.{field} must be an integer >= 0 (0: off), got {value!r}.')
+  keep = config.get('keep', 0)
+  if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= int(config['restarts']):
+    raise ValueError(f'attack.keep must be an integer in [0, attack.restarts] (0: all), '
+                     f'got {keep!r}.')
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
@@ -114,7 +135,9 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
     model, variables: the global model the server sent (the attacker knows it).
     key: the attacker's randomness (dummy initialisation of each restart).
     config: `attack` config: labels, init, distance, steps, restarts, chunk,
-      memory, linesearch, linesearch_steps, tol, train (BatchNorm mode the attacker assumes).
+      memory, linesearch, linesearch_steps, tol, train (BatchNorm mode the attacker
+      assumes); optional lbfgs_form (default 'compact', see `optimize.lbfgs`),
+      block_victims (default 8), probe_steps and keep (see `run_lanes`).
     progress: optional callback(iteration, state) after each chunk.
   """
   check_config(config)
@@ -126,7 +149,8 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   batch_shape = (update.batch_size, *update.input_shape)
 
   opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
-                       config.get('linesearch', 'backtracking'))
+                       config.get('linesearch', 'backtracking'),
+                       form=config.get('lbfgs_form', LBFGS_FORM))
   loss_fn = functools.partial(_lane_loss, model=model, variables=variables,
                               train=bool(config['train']), distance=config['distance'],
                               label_mode=label_mode, protocol=update.protocol)
@@ -138,18 +162,28 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
                              init=config['init'], label_mode=label_mode)
   step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
   return run_lanes(key, config, aux, fixed_labels, init_z=init_z, init_lane=functools.partial(
-      optimize.init_lane, opt, loss_fn), step=step, progress=progress)
+      optimize.init_lane, opt, loss_fn), step=step, progress=progress,
+      block_victims=int(config.get('block_victims', BLOCK_VICTIMS)))
 
 
 def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
               fixed_labels: jax.Array | None, *, init_z, init_lane, step,
-              progress=None) -> AttackResult:
+              progress=None, block_victims: int = 0) -> AttackResult:
   """Shared driver of optimisation attacks: init, jitted chunks, best restart.
+
+  With `config.probe_steps` P > 0 and `config.keep` K < R, all R restarts of
+  a victim run for P iterations (rounded up to whole chunks), then only the
+  K with the lowest matching loss go on for the remaining iterations: a bad
+  initialisation shows in its loss early (DLG's dummy label locks onto a
+  wrong class within the first hundred iterations, its loss stays ~10⁷×
+  that of a converging restart), and its lanes are better spent on the
+  survivors (BUILD_NOTES.md, "Acceptance runs"). The attacker sees the loss,
+  never the truth. Without them (the default) all R restarts run to the end.
 
   Args:
     key: the attacker's key; lane (v, r) starts from
       `fold_in(fold_in(key, aux['victim_ids'][v]), r)`.
-    config: needs restarts, steps, chunk.
+    config: needs restarts, steps, chunk; optional probe_steps, keep.
     aux: per-victim public data (leading victim axis); a dict may hold
       'victim_ids' (`ClientUpdate.victim_ids`: global indices, None or absent
       means arange(V)) so that a victim's lanes start the same in any chunk.
@@ -158,20 +192,39 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
     init_z: key -> one lane's variables; must hold 'image'.
     init_lane: (z, aux) -> `optimize.LaneState` of one lane.
     step: (state, aux) -> (state, loss) for one lane.
+    block_victims: see `optimize.make_chunk` (0: all victims vmapped at once).
   """
+  check_lanes(config)
   num_victims = jax.tree.leaves(aux)[0].shape[0]
   restarts = int(config['restarts'])
+  steps, chunk = int(config['steps']), int(config['chunk'])
   victim_ids = aux.get('victim_ids') if isinstance(aux, dict) else None
   ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
   keys = jax.vmap(lambda v: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, v), r))(
       jnp.arange(restarts)))(ids)
   z0 = jax.vmap(jax.vmap(init_z))(keys)
   state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux)
-  chunk_fn = optimize.make_chunk(step, int(config['chunk']))
-  out = optimize.run(chunk_fn, state, aux, steps=int(config['steps']),
-                     chunk_size=int(config['chunk']),
-                     snapshot=lambda z: np.clip(np.asarray(z['image']), 0.0, 1.0),
-                     progress=progress)
+  chunk_fn = optimize.make_chunk(step, chunk, block_victims=block_victims)
+  snapshot = lambda z: np.clip(np.asarray(z['image']), 0.0, 1.0)
+  keep = int(config.get('keep', 0)) or restarts
+  probe = -(-int(config.get('probe_steps', 0)) // chunk) * chunk  # whole chunks
+  if keep < restarts and 0 < probe < steps:
+    first = optimize.run(chunk_fn, state, aux, steps=probe, chunk_size=chunk,
+                         snapshot=snapshot, progress=progress)
+    chosen = optimize.lowest_restarts(first.state, keep)  # (V, K) restart indices
+    later = None if progress is None else (lambda it, st: progress(probe + it, st))
+    out = optimize.run(chunk_fn, optimize.take_restarts(first.state, chosen), aux,
+                       steps=steps - probe, chunk_size=chunk, snapshot=snapshot,
+                       progress=later)
+    origin = np.asarray(optimize.take_restart(chosen, out.best))  # (V,) restart of the kept lane
+    trace = np.concatenate(
+        [first.traces[np.arange(num_victims), origin],
+         np.full((num_victims, probe - first.traces.shape[-1]), np.nan), out.trace], axis=-1)
+    snapshots = first.snapshots + tuple((probe + it, s) for it, s in out.snapshots[1:])
+    out = out._replace(trace=trace[:, :steps], snapshots=snapshots)
+  else:
+    out = optimize.run(chunk_fn, state, aux, steps=steps, chunk_size=chunk,
+                       snapshot=snapshot, progress=progress)
 
   best = out.best
   final_z, final_loss = optimize.kept(out.state)

@@ -67,10 +67,112 @@ def _select(pred: jax.Array, new: PyTree, old: PyTree) -> PyTree:
 
 
 LINESEARCHES = ('backtracking', 'zoom')
+LBFGS_FORMS = ('compact', 'two_loop')
+
+
+class CompactLBFGSState(NamedTuple):
+  """State of `scale_by_compact_lbfgs`; leaves of the memories carry a leading (m,) axis."""
+  count: jax.Array  # int32, updates so far
+  params: PyTree  # parameters at the previous update
+  updates: PyTree  # gradient at the previous update
+  diff_params_memory: PyTree  # s_i = w_{i+1} - w_i, ring buffer like optax's
+  diff_updates_memory: PyTree  # y_i = g_{i+1} - g_i
+  weights_memory: jax.Array  # (m,) 1 / (s_i . y_i); 0 marks an empty or skipped pair
+  sy: jax.Array  # (m, m) s_i . y_j, kept for pairs with j no older than i
+  yy: jax.Array  # (m, m) y_i . y_j
+
+
+def _leaf_products(memory: PyTree, vectors: PyTree) -> jax.Array:
+  """(m, k): memory rows dotted with k vectors, summed over the pytree's leaves."""
+  return sum(jnp.einsum('mn,nk->mk', mem.reshape(mem.shape[0], -1), vec.reshape(-1, vec.shape[-1]))
+             for mem, vec in zip(jax.tree.leaves(memory), jax.tree.leaves(vectors)))
+
+
+def scale_by_compact_lbfgs(memory_size: int) -> optax.GradientTransformation:
+  """optax's `scale_by_lbfgs` direction, computed in compact form.
+
+  Same memory, same pairs (skipped when s.y = 0, as optax does), same initial
+  scaling (γ = s.y / y.y, and min(1, 1/|g|) on the first step), so the same
+  direction H g up to float rounding; what differs is how it is computed.
+  optax's two-loop recursion makes 2m sequential passes over one pair at a
+  time (under vmap: a gather, a dot and an axpy per pair, 200 small kernels
+  at m = 100). The compact form of the inverse BFGS matrix (Byrd, Nocedal &
+  Schnabel 1994, with H0 = γI)
+
+    H g = γ g + S w − γ Y u,   R u = Sᵀg,   Rᵀ w = (D + γ YᵀY) u − γ Yᵀg,
+
+  with R the upper triangle of SᵀY (pairs ordered oldest first) and D its
+  diagonal, reads the history twice as two matrix products (Sᵀ[g, y] and
+  Yᵀ[g, y] in one pass, S w − γ Y u in the other) and solves two m×m
+  triangular systems. SᵀY and YᵀY are updated by one column per step from
+  the first pass.
+
+  References:
+    Byrd, Nocedal, Schnabel, "Representations of quasi-Newton matrices and
+    their use in limited memory methods", Math. Programming 63, 1994.
+  """
+  m = memory_size
+  if m < 1:
+    raise ValueError('memory_size must be >= 1')
+
+  def init_fn(params):
+    zeros = jax.tree.map(lambda x: jnp.zeros((m, *x.shape), x.dtype), params)
+    return CompactLBFGSState(
+        count=jnp.asarray(0, jnp.int32), params=optax.tree.zeros_like(params),
+        updates=optax.tree.zeros_like(params), diff_params_memory=zeros,
+        diff_updates_memory=zeros, weights_memory=jnp.zeros(m),
+        sy=jnp.zeros((m, m)), yy=jnp.zeros((m, m)))
+
+  def update_fn(updates, state, params):
+    first = state.count == 0
+    slot = (state.count - 1) % m  # where the newest pair goes (optax's prev_memory_idx)
+    s = optax.tree.sub(params, state.params)
+    y = optax.tree.sub(updates, state.updates)
+    s_dot_y = optax.tree.vdot(y, s)
+    weight = jnp.where(s_dot_y == 0.0, 0.0, 1.0 / s_dot_y)
+    s, y, weight = jax.tree.map(lambda x: jnp.where(first, jnp.zeros_like(x), x), (s, y, weight))
+    mem_s, mem_y, weights = jax.tree.map(
+        lambda buf, new: buf.at[slot].set(new),
+        (state.diff_params_memory, state.diff_updates_memory, state.weights_memory),
+        (s, y, weight))
+    # Pass 1 over the history: S and Y against [g, y_new].
+    gy = jax.tree.map(lambda a, b: jnp.stack([a, b], axis=-1), updates, y)
+    s_gy, y_gy = _leaf_products(mem_s, gy), _leaf_products(mem_y, gy)
+    sy = state.sy.at[:, slot].set(s_gy[:, 1])  # s_i . y_new
+    yy = state.yy.at[:, slot].set(y_gy[:, 1]).at[slot, :].set(y_gy[:, 1])
+    y_norm2 = optax.tree.norm(y, squared=True)
+    gamma = jnp.where(y_norm2 > 0.0, optax.tree.vdot(y, s) / y_norm2, 1.0)
+    gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / optax.tree.norm(updates)), gamma)
+    # Oldest pair first; empty and skipped pairs (weight 0) drop out exactly:
+    # their rows and columns become those of the identity.
+    order = (state.count % m + jnp.arange(m)) % m
+    valid = weights[order] != 0.0
+    both = valid[:, None] & valid[None, :]
+    r = jnp.where(both, jnp.triu(sy[order][:, order]), 0.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
+    d = jnp.where(valid, jnp.diagonal(sy)[order], 0.0)
+    yy_o = jnp.where(both, yy[order][:, order], 0.0)
+    s_g = jnp.where(valid, s_gy[order, 0], 0.0)
+    y_g = jnp.where(valid, y_gy[order, 0], 0.0)
+    u = jax.scipy.linalg.solve_triangular(r, s_g, lower=False)
+    w = jax.scipy.linalg.solve_triangular(r, d * u + gamma * (yy_o @ u) - gamma * y_g,
+                                          lower=False, trans='T')
+    # Pass 2: γ g + S w − γ Y u, coefficients back in ring-buffer order.
+    w_slots = jnp.zeros(m).at[order].set(w)
+    u_slots = jnp.zeros(m).at[order].set(u)
+    direction = jax.tree.map(
+        lambda g, ms, my: gamma * g + jnp.tensordot(w_slots, ms, 1)
+        - gamma * jnp.tensordot(u_slots, my, 1), updates, mem_s, mem_y)
+    return direction, CompactLBFGSState(
+        count=optax.safe_increment(state.count), params=params, updates=updates,
+        diff_params_memory=mem_s, diff_updates_memory=mem_y, weights_memory=weights,
+        sy=sy, yy=yy)
+
+  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def lbfgs(memory_size: int, max_linesearch_steps: int,
-          linesearch: str = 'backtracking') -> optax.GradientTransformationExtraArgs:
+          linesearch: str = 'backtracking', form: str = 'two_loop'
+          ) -> optax.GradientTransformationExtraArgs:
   """optax's L-BFGS with a line search.
 
   Why a line search: without one (torch's DLG setting, lr 1) optax's L-BFGS
@@ -78,6 +180,10 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
   scales the first step differently). Why backtracking (Armijo) by default:
   under vmap the zoom search's branches all run for every lane, which made
   an iteration ≈3 evaluations' worth of time; see BUILD_NOTES.md.
+
+  `form` 'two_loop' is `optax.lbfgs` itself; 'compact' swaps its direction
+  for `scale_by_compact_lbfgs` (the same direction, computed in two passes
+  over the history) and keeps optax's scaling and line search.
   """
   if linesearch == 'zoom':
     search = optax.scale_by_zoom_linesearch(
@@ -88,7 +194,11 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
         decrease_factor=0.5, increase_factor=2.0, max_learning_rate=1.0)
   else:
     raise ValueError(f'attack.linesearch must be one of {LINESEARCHES}, got {linesearch!r}.')
-  return optax.lbfgs(memory_size=memory_size, linesearch=search)
+  if form == 'two_loop':
+    return optax.lbfgs(memory_size=memory_size, linesearch=search)
+  if form == 'compact':
+    return optax.chain(scale_by_compact_lbfgs(memory_size), optax.scale(-1.0), search)
+  raise ValueError(f'attack.lbfgs_form must be one of {LBFGS_FORMS}, got {form!r}.')
 
 
 def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
@@ -198,16 +308,30 @@ def vmap_lanes(fn: Callable) -> Callable:
 
 
 def make_chunk(step: Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]],
-               chunk_size: int) -> Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]]:
+               chunk_size: int, block_victims: int = 0
+               ) -> Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]]:
   """A jitted function running `chunk_size` iterations of every lane.
 
   Returns the new state and the loss trace, shaped (V, R, chunk_size).
+
+  `block_victims` > 0 runs the victims in blocks of that many, one block
+  after the other (`lax.map` with `batch_size`), each block vmapped and
+  scanned for the whole chunk: the same iterations and results, but a
+  block's activations and L-BFGS history stay in cache, where all victims at
+  once stream them from memory (BUILD_NOTES.md, "Throughput"). 0 vmaps
+  every victim at once.
   """
-  lanes_step = vmap_lanes(step)
+  over_restarts = jax.vmap(step, in_axes=(0, None))
+
+  def one_victim(state, aux):
+    state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux), state, length=chunk_size)
+    return state, jnp.moveaxis(trace, 0, -1)
 
   def chunk(state, aux):
-    state, trace = jax.lax.scan(lambda s, _: lanes_step(s, aux), state, length=chunk_size)
-    return state, jnp.moveaxis(trace, 0, -1)
+    num_victims = jax.tree.leaves(state.loss)[0].shape[0]
+    if 0 < block_victims < num_victims:
+      return jax.lax.map(lambda sa: one_victim(*sa), (state, aux), batch_size=block_victims)
+    return jax.vmap(one_victim)(state, aux)
 
   return jax.jit(chunk, donate_argnums=(0,))
 
@@ -217,6 +341,7 @@ class LoopResult(NamedTuple):
   best: jax.Array  # (V,) index of the kept restart
   trace: np.ndarray  # (V, T) loss of the kept restart per iteration
   snapshots: tuple[tuple[int, PyTree], ...]  # (iteration, z of the best lane)
+  traces: np.ndarray | None = None  # (V, R, T) loss of every lane per iteration
 
 
 def best_restart(state: LaneState) -> jax.Array:
@@ -250,4 +375,20 @@ def run(chunk_fn: Callable, state: LaneState, aux: PyTree, *, steps: int, chunk_
   best = best_restart(state)
   full = np.concatenate(traces, axis=-1)[:, :, :steps]
   trace = full[np.arange(full.shape[0]), np.asarray(best)]
-  return LoopResult(state, best, trace, tuple(snapshots))
+  return LoopResult(state, best, trace, tuple(snapshots), full)
+
+
+def lowest_restarts(state: LaneState, keep: int) -> jax.Array:
+  """(V, keep) indices of each victim's `keep` lowest-loss restarts, lowest first.
+
+  Diverged restarts rank last. Only the matching loss decides: the attacker
+  sees it, never the ground truth.
+  """
+  _, loss = kept(state)
+  loss = jnp.where(jnp.isfinite(loss) & ~state.diverged, loss, jnp.inf)
+  return jnp.argsort(loss, axis=1)[:, :keep]
+
+
+def take_restarts(tree: PyTree, index: jax.Array) -> PyTree:
+  """Selects restarts `index[v, :]` of each victim from (V, R, ...) leaves."""
+  return jax.tree.map(lambda x: jax.vmap(lambda xv, i: xv[i])(x, index), tree)
