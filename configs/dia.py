@@ -10,7 +10,7 @@ clamped to [0, 1], ReduceLROnPlateau (patience 800) and early stop (4000).
   python launch.py --config=configs/dia.py --workdir=runs/dia
   python launch.py --config=configs/dia.py --config.attack.name=ig    # deterministic attacker
   python launch.py --config=configs/dia.py --config.attack.name=wiig --config.client.reveal_masks=True
-  python launch.py --config=configs/dia.py --config.model.name=vit_small ...  # see MODELS below
+  python launch.py --config=configs/dia.py:vit_small --workdir=runs/dia_vit --config.attack.steps=3000
   python launch.py --config=configs/dia.py:smoke --workdir=runs/smoke
 
 Threat model (also in config.json): untrained weights, labels recovered by
@@ -21,7 +21,16 @@ by other jobs at load 13–17, so wall times are 4–6× a quiet run's): DIA mea
 MSE 1.01e-4 (42.0 dB, 928 s); the same config with attack.name=ig 7.93e-2
 (11.3 dB, 859 s) and with wiig + reveal_masks 4.33e-6 (53.9 dB, 1,391 s).
 On the quiet machine this config took 2 min 45 s wall (154 s attack) with the
-same result. Details: BUILD_NOTES.md, "Dropout and DIA (issue 4)".
+same result.
+
+The DIA code's small ViT (`:vit_small`; patch 4, width 256, depth 4, 16 heads,
+MLP 256), same 4 photos, p = 0.25, 3,000 steps, measured 2026-11-26 at load
+6.5–7.5 (three runs and two other agents' jobs sharing 2 cores): IG mean MSE
+0.238 (6.3 dB), DIA 6.6e-3 (22.9 dB, 1/36 of IG's), WIIG 8.8e-4 (32.0 dB);
+attack 1,594 / 1,735 / 1,479 s wall under that load; DIA used 13.6 CPU-minutes
+in all, which bounds its wall time on the idle machine. Labels: the rank-one
+rule for signed features (`Model.signed_features`), 4/4 for every attack.
+Details: BUILD_NOTES.md, "Dropout and DIA (issue 4)".
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   model = 'mlp'
   if arg in MODELS:  # --config=configs/dia.py:vit_small picks the DIA code's ViT
     model, arg = arg, None
+  elif arg not in (None, '', 'smoke'):
+    raise ValueError(f'unknown config argument {arg!r}; use ":smoke", one of the models '
+                     f'{sorted(MODELS)} (":vit_small") or nothing.')
   config = common.base()
   config.data.num_victims = 4
   config.model = ml_collections.ConfigDict({**MODELS[model], 'dropout_rate': 0.25})
