@@ -16,6 +16,7 @@ from configs import idlg as idlg_config
 from configs import ig as ig_config
 from dlg_jax import experiment
 from dlg_jax import metrics
+from dlg_jax.attacks import inverting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,6 +113,15 @@ class InProcessSmokeTest(absltest.TestCase):
         config = json.load(f)
       self.assertEqual((config['attack']['name'], config['attack']['labels'],
                         config['client']['train']), ('ig', 'idlg', True))
+
+
+  def test_ig_lenet_variant_is_a_valid_ig_config(self):
+    # The tuned LeNet run (plateau schedule, layer weights) must pass the
+    # attack's own validation, and stay on the model the docstring measures.
+    config = ig_config.get_config('lenet')
+    inverting.check_config(config.attack)
+    self.assertEqual((config.model.name, config.data.num_victims, config.attack.schedule),
+                     ('lenet', 16, 'plateau'))
 
 
 class MetricsTest(absltest.TestCase):
