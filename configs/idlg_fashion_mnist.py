@@ -13,6 +13,10 @@ killed run resumes where it stopped (BUILD_NOTES.md, "Many victims and TFDS").
 Measured 2026-11-26 on the shared 2-core CPU (load average ≈14), 500
 iterations: 256/256 victims above 30 dB (min 59.8, mean 78.4 dB, SSIM 1.000),
 label accuracy 1.0, none diverged; 1,545 s of attack time, 27 min 46 s wall.
+With --config.data.num_victims=1000 (load ≈7): 1,000/1,000 above 30 dB (min
+55.1, mean 79.0 dB), 0.149 victims/s of attack time, 1 h 54 min wall,
+37.6 CPU-minutes. Identical per-victim numbers on 1, 2 or 4 devices come
+from run.device_victims (below).
 Details, resume and devices: BUILD_NOTES.md, "Many victims and TFDS (issue 6)".
 """
 
