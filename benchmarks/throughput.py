@@ -1,6 +1,7 @@
 """Milliseconds per loss-and-gradient evaluation per victim, DLG LeNet 32×32×3.
 
   python benchmarks/throughput.py [--victims=1,8,64] [--iterations=50] [--block=8]
+                                  [--form=compact|two_loop]
 
 Prints, for each number of vmapped victims V:
 - eval: one jitted value-and-gradient of the iDLG matching loss (forward,
@@ -42,6 +43,7 @@ flags.DEFINE_list('victims', ['1', '8', '64'], 'Numbers of vmapped victims.')
 flags.DEFINE_integer('iterations', 50, 'L-BFGS iterations per timed chunk.')
 flags.DEFINE_integer('memory', 100, 'L-BFGS history.')
 flags.DEFINE_integer('block', 8, 'Victims per vmapped block (0: all at once).')
+flags.DEFINE_enum('form', 'compact', ['compact', 'two_loop'], 'L-BFGS direction (optimize.lbfgs).')
 
 
 def _median_seconds(fn, repeats=3):
@@ -53,7 +55,8 @@ def _median_seconds(fn, repeats=3):
   return float(np.median(times))
 
 
-def measure(num_victims: int, iterations: int, memory: int, block: int) -> dict[str, float]:
+def measure(num_victims: int, iterations: int, memory: int, block: int,
+            form: str = 'compact') -> dict[str, float]:
   photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_victims)
   model = models.build({'name': 'lenet'}, (32, 32, 3), 16)
   variables = model.init(jax.random.key(0))
@@ -75,7 +78,7 @@ def measure(num_victims: int, iterations: int, memory: int, block: int) -> dict[
   jax.block_until_ready(blocked(z, aux))
   eval_block_s = _median_seconds(lambda: blocked(z, aux))
 
-  opt = optimize.lbfgs(memory, 20)
+  opt = optimize.lbfgs(memory, 20, form=form)
   state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(z, aux)
   chunk = optimize.make_chunk(functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0),
                               iterations, block_victims=block)
@@ -105,9 +108,10 @@ def main(argv):
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}, '
         f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (PERF_NOTES.md)')
   print(f'{"victims":>7} {"eval ms/victim":>15} {"eval, blocks":>13} {"attack ms/it/victim":>20} '
-        f'{"attack ms/eval/victim":>22} {"evals/it":>9}   (blocks of {FLAGS.block} victims)')
+        f'{"attack ms/eval/victim":>22} {"evals/it":>9}   (blocks of {FLAGS.block} victims, '
+        f'{FLAGS.form} L-BFGS)')
   for v in FLAGS.victims:
-    r = measure(int(v), FLAGS.iterations, FLAGS.memory, FLAGS.block)
+    r = measure(int(v), FLAGS.iterations, FLAGS.memory, FLAGS.block, FLAGS.form)
     print(f'{r["victims"]:>7} {r["eval_ms_per_victim"]:>15.3f} '
           f'{r["eval_block_ms_per_victim"]:>13.3f} '
           f'{r["attack_ms_per_iteration_per_victim"]:>20.3f} '
