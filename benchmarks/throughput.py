@@ -1,7 +1,7 @@
 """Milliseconds per loss-and-gradient evaluation per victim, DLG LeNet 32×32×3.
 
   python benchmarks/throughput.py [--victims=1,8,64] [--iterations=50] [--block=8]
-                                  [--form=compact|two_loop]
+                                  [--form=compact|two_loop] [--weights=arguments|constants]
 
 Prints, for each number of vmapped victims V:
 - eval: one jitted value-and-gradient of the iDLG matching loss (forward,
@@ -44,6 +44,9 @@ flags.DEFINE_integer('iterations', 50, 'L-BFGS iterations per timed chunk.')
 flags.DEFINE_integer('memory', 100, 'L-BFGS history.')
 flags.DEFINE_integer('block', 8, 'Victims per vmapped block (0: all at once).')
 flags.DEFINE_enum('form', 'compact', ['compact', 'two_loop'], 'L-BFGS direction (optimize.lbfgs).')
+flags.DEFINE_enum('weights', 'arguments', ['arguments', 'constants'],
+                  'Model variables as jit arguments (what the attacks do) or closed over '
+                  '(folded into the program as constants, the attacks before session 4).')
 
 
 def _median_seconds(fn, repeats=3):
@@ -56,7 +59,7 @@ def _median_seconds(fn, repeats=3):
 
 
 def measure(num_victims: int, iterations: int, memory: int, block: int,
-            form: str = 'compact') -> dict[str, float]:
+            form: str = 'compact', weights: str = 'arguments') -> dict[str, float]:
   photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_victims)
   model = models.build({'name': 'lenet'}, (32, 32, 3), 16)
   variables = model.init(jax.random.key(0))
@@ -65,30 +68,36 @@ def measure(num_victims: int, iterations: int, memory: int, block: int,
   target = jax.vmap(lambda x, y: gradients.batch_gradients(
       model, variables, x, jax.nn.one_hot(y, 16)))(images, labels)
   aux = {'target': target, 'labels': labels}
-  loss_fn = functools.partial(dlg._lane_loss, model=model, variables=variables, train=True,
+  loss_fn = functools.partial(dlg._lane_loss, model=model, train=True,
                               distance='l2', label_mode='idlg')
+  shared = {'variables': variables}
+  if weights == 'constants':
+    loss_fn, shared = functools.partial(loss_fn, variables=variables), {}
   z = {'image': jax.random.uniform(jax.random.key(1), (num_victims, 1, 1, 32, 32, 3))}
 
-  evaluate = jax.jit(optimize.vmap_lanes(jax.value_and_grad(loss_fn)))
-  jax.block_until_ready(evaluate(z, aux))
-  eval_s = _median_seconds(lambda: evaluate(z, aux))
-  one_victim = jax.vmap(jax.value_and_grad(loss_fn), in_axes=(0, None))  # over restarts
-  blocked = jax.jit(lambda z, aux: jax.lax.map(lambda za: one_victim(*za), (z, aux),
-                                               batch_size=min(block or num_victims, num_victims)))
-  jax.block_until_ready(blocked(z, aux))
-  eval_block_s = _median_seconds(lambda: blocked(z, aux))
+  value_and_grad = lambda z, aux, shared: jax.value_and_grad(loss_fn)(z, aux, **shared)
+  evaluate = jax.jit(optimize.vmap_lanes(value_and_grad))
+  jax.block_until_ready(evaluate(z, aux, shared))
+  eval_s = _median_seconds(lambda: evaluate(z, aux, shared))
+  one_victim = jax.vmap(value_and_grad, in_axes=(0, None, None))  # over restarts
+  blocked = jax.jit(lambda z, aux, shared: jax.lax.map(
+      lambda za: one_victim(*za, shared), (z, aux),
+      batch_size=min(block or num_victims, num_victims)))
+  jax.block_until_ready(blocked(z, aux, shared))
+  eval_block_s = _median_seconds(lambda: blocked(z, aux, shared))
 
   opt = optimize.lbfgs(memory, 20, form=form)
-  state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(z, aux)
+  state = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))(
+      z, aux, shared)
   chunk = optimize.make_chunk(functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0),
                               iterations, block_victims=block)
-  state, _ = chunk(state, aux)  # compile, and leave the first, cheapest iterations
+  state, _ = chunk(state, aux, shared)  # compile, and leave the first, cheapest iterations
   jax.block_until_ready(state.loss)
   times, evals = [], []
   for _ in range(3):
     before = int(np.sum(state.evaluations))
     start = time.perf_counter()
-    state, trace = chunk(state, aux)
+    state, trace = chunk(state, aux, shared)
     jax.block_until_ready(trace)
     times.append(time.perf_counter() - start)
     evals.append(int(np.sum(state.evaluations)) - before)
@@ -109,9 +118,9 @@ def main(argv):
         f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (PERF_NOTES.md)')
   print(f'{"victims":>7} {"eval ms/victim":>15} {"eval, blocks":>13} {"attack ms/it/victim":>20} '
         f'{"attack ms/eval/victim":>22} {"evals/it":>9}   (blocks of {FLAGS.block} victims, '
-        f'{FLAGS.form} L-BFGS)')
+        f'{FLAGS.form} L-BFGS, weights as {FLAGS.weights})')
   for v in FLAGS.victims:
-    r = measure(int(v), FLAGS.iterations, FLAGS.memory, FLAGS.block, FLAGS.form)
+    r = measure(int(v), FLAGS.iterations, FLAGS.memory, FLAGS.block, FLAGS.form, FLAGS.weights)
     print(f'{r["victims"]:>7} {r["eval_ms_per_victim"]:>15.3f} '
           f'{r["eval_block_ms_per_victim"]:>13.3f} '
           f'{r["attack_ms_per_iteration_per_victim"]:>20.3f} '

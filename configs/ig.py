@@ -18,8 +18,18 @@ the plateau schedule, patience 200, 'linear' layer weights, 20,000 steps):
 mean PSNR 27.0 dB (20.9–33.9), SSIM 0.845, labels 16/16, 530 s attack, 9 min
 21 s wall. The paper's schedule on the same LeNet (lr 0.025, ×0.1 at 3/8,
 5/8, 7/8, 24,000 steps) reached only 17.5 dB: signed Adam at a fixed step
-ends in a limit cycle that only a cut breaks. ResNet-18: not yet measured
-(under that load it did not finish compiling and 100 steps in 12 minutes).
+ends in a limit cycle that only a cut breaks.
+
+ResNet-18 (this config unchanged), session 4: on this CPU an iteration of
+the 4 victims takes 4.5–7.5 s, so 20 minutes buy ≈270 of the 24,000. On one
+NVIDIA H100 (`benchmarks/issue3_gpu.sh`, ≈25 iterations/s): mean PSNR 7.2 dB
+flat for the first 9,000 iterations (cosine loss 0.70), 8.0 after the first
+×0.1, 8.2 at 11,000 (stopped there); with steps=4000, 8.7 dB. **The ≥ 18 dB
+target is not reached.** The cause is BatchNorm in train mode on a batch of
+one: on a thin ResNet-18 the eval-mode threat model (`--config.client.train=
+False --config.attack.train=False`, what Geiping et al.'s notebooks use)
+matches the gradient 20× better and keeps gaining PSNR where train mode
+stalls (BUILD_NOTES.md, "ResNet-18: the PSNR-per-iteration curve").
 """
 
 from __future__ import annotations
@@ -55,6 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.attack.stop_patience = 0  # early stop after this many steps without a new best; 0 = never
   config.attack.tol = 0.0
   config.attack.train = True
+  # Victims per vmapped block run one after the other (0: all at once);
+  # see optimize.make_chunk. Results are the same either way.
+  config.attack.block_victims = 0
   if arg == 'lenet':
     config.model = ml_collections.ConfigDict({'name': 'lenet'})
     config.data.num_victims = 16

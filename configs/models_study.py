@@ -28,7 +28,12 @@ Measured 2026-11-26 on the shared 2-core CPU (wall seconds incl. compile;
 big models' steps cut with --config.models.<name>.steps): LeNet 300
 iterations, MSE 0.162 → 0.00577 (22.4 dB), 92 s; ResNet-18 10 iterations,
 MSE 0.1852 → 0.1857 (7.3 dB; matching loss 0.70 → 0.29), 224 s, ≈5 s per
-iteration after compiling. DenseNet-121 and Inception-v3 not yet measured.
+iteration after compiling. On one NVIDIA H100 (session 4, this config
+unchanged, `benchmarks/issue3_gpu.sh`): LeNet 300 iterations, 7.9 → 18.0 dB
+(MSE 0.0158), 16 s; ResNet-18 300 iterations, MSE 0.185 → 0.208 (6.8 dB)
+while the matching loss fell 0.70 → 0.026, 108 s (85 of them compiling);
+DenseNet-121 was still compiling after 5 minutes and Inception-v3 was not
+reached. DenseNet-121 and Inception-v3 curves: not yet measured.
 Details and the ranking against the study: BUILD_NOTES.md, "Models study
 (issue 3)".
 """

@@ -15,6 +15,7 @@ files are in the (shared) workdir.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ from dlg_jax import parallel
 from dlg_jax import preprocess
 from dlg_jax import report
 from dlg_jax import weights
+from dlg_jax.attacks import optimize
 from dlg_jax.attacks import registry
 from dlg_jax.client import accounting
 from dlg_jax.client import simulate
@@ -78,6 +80,31 @@ def _progress_bar(total: int, desc: str, leave: bool = True):
   return bar, update
 
 
+def _progress_log(path: str, ids: np.ndarray, truth_images: np.ndarray, start: float):
+  """A callback(iteration, state) appending one JSON line per attack chunk to `path`.
+
+  Each line holds the iteration, the seconds since `start`, the median
+  matching loss and each victim's PSNR of its best restart so far against
+  the truth (the lab's view, never the attacker's). Written as the run goes,
+  so a long run stopped early still leaves its PSNR-per-iteration curve.
+  `ids` is a round's (possibly padded) victim indices; repeats are dropped.
+  """
+  first = np.unique(ids, return_index=True)[1]
+
+  def log(iteration: int, state) -> None:
+    z, loss = optimize.kept(state)
+    best = optimize.best_restart(state)
+    images = np.clip(np.asarray(optimize.take_restart(z, best)['image']), 0.0, 1.0)[first]
+    psnr = metrics.matched_psnr(images, truth_images[ids[first]])
+    record = {'victims': ids[first].tolist(), 'iteration': int(iteration),
+              'seconds': round(time.perf_counter() - start, 3),
+              'median_loss': float(np.median(np.asarray(loss))),
+              'psnr': [round(float(p), 3) for p in psnr]}
+    with open(path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+  return log
+
+
 def _names(dataset_names: tuple[str, ...], num_victims: int, batch: int) -> tuple:
   return tuple(tuple(dataset_names[v * batch:(v + 1) * batch]) if batch > 1 else dataset_names[v]
                for v in range(num_victims))
@@ -110,13 +137,15 @@ def _merge_rounds(results: list[AttackResult], keep: int) -> AttackResult:
 
 def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: jax.Array,
               k_attack: jax.Array, client_cfg: Mapping[str, Any], attack_cfg: Mapping[str, Any],
-              mesh: jax.sharding.Mesh, device_victims: int = 0, leave_bar: bool = True):
+              mesh: jax.sharding.Mesh, device_victims: int = 0, leave_bar: bool = True,
+              log_path: str | None = None):
   """Client round, attack and scores of the victims `ids` (global indices).
 
   `truth` holds every victim of the run (host arrays). The chunk's victims run
   in rounds of `device_victims` per device (`parallel.rounds`; 0: one round
   split evenly over the devices), each round sharded on the victim axis of
-  `mesh`; padding is dropped from the results.
+  `mesh`; padding is dropped from the results. With `log_path`, every attack
+  chunk appends a line to it (`_progress_log`).
 
   Returns:
     (result, truth of the chunk, scores, seconds of client + attack), as host arrays.
@@ -136,7 +165,11 @@ def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: ja
       update, _, _ = simulate.client_update(model, variables, part_truth, k_client, client_cfg,
                                             victim_ids=victim_ids)
       progress.offset = r * steps
-      result = attack(update, model, variables, k_attack, attack_cfg, progress=progress)
+      callback = progress
+      if log_path:
+        log = _progress_log(log_path, padded, truth.images, start)
+        callback = lambda it, state, log=log: (progress(it, state), log(it, state))
+      result = attack(update, model, variables, k_attack, attack_cfg, progress=callback)
       jax.block_until_ready(result.images)
       results.append(result)
   finally:
@@ -201,6 +234,8 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
     logging.info('resuming: %d of %d chunks already in %s', len(mine) - len(todo), len(mine),
                  os.path.join(workdir, 'chunks'))
   mesh = parallel.victim_mesh()
+  log_path = os.path.join(workdir, 'progress.jsonl' if jax.process_count() == 1
+                          else f'progress.{jax.process_index()}.jsonl')
   device_victims = int(run_cfg.get('device_victims', 0))
   several = len(plan) > 1
   outer = tqdm.tqdm(total=sum(c.stop - c.start for c in mine), unit='victim', desc='victims',
@@ -211,7 +246,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
       result, chunk_truth, scores, seconds = run_chunk(
           np.arange(c.start, c.stop), model=model, variables=variables, truth=truth,
           k_client=k_client, k_attack=k_attack, client_cfg=client_cfg, attack_cfg=attack_cfg,
-          mesh=mesh, device_victims=device_victims, leave_bar=not several)
+          mesh=mesh, device_victims=device_victims, leave_bar=not several, log_path=log_path)
       chunks_lib.save(chunks_lib.path(workdir, c), fingerprint_=fp,
                       victim_ids=np.arange(c.start, c.stop), truth=chunk_truth, result=result,
                       scores=scores, seconds=seconds, steps=int(attack_cfg['steps']))

@@ -78,6 +78,15 @@ def match(result: AttackResult, truth: Private) -> AttackResult:
                          snapshots=snapshots)
 
 
+def matched_psnr(rec: jax.Array, true: jax.Array) -> np.ndarray:
+  """(V,) mean PSNR of each victim's B images, (V, B, H, W, C), after matching."""
+  rec, true = jnp.asarray(rec), jnp.asarray(true)
+  if true.shape[1] > 1:
+    rec = _take(rec, assignment(rec, true))
+  flat = lambda x: x.reshape(-1, *x.shape[2:])
+  return np.asarray(jnp.mean(psnr(flat(rec), flat(true)).reshape(true.shape[:2]), axis=1))
+
+
 def label_accuracy(recovered: jax.Array, true: jax.Array) -> np.ndarray:
   """(V,) fraction of each victim's true labels recovered, as multisets.
 

@@ -245,7 +245,8 @@ class BlocksTest(absltest.TestCase):
     opt = optimize.lbfgs(3, 10, form='compact')
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0)
     init = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))
-    out = {b: optimize.make_chunk(step, 5, block_victims=b)(init(z, aux), aux) for b in (0, 2)}
+    out = {b: optimize.make_chunk(step, 5, block_victims=b)(init(z, aux, {}), aux, {})
+           for b in (0, 2)}
     chex.assert_trees_all_close(out[2][0].z, out[0][0].z, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out[2][1], out[0][1], rtol=1e-4)
     self.assertEqual(out[2][1].shape, (3, 2, 5))

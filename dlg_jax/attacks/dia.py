@@ -170,20 +170,22 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
   init_z = functools.partial(init_lane_variables, shape=shape, num_classes=update.num_classes,
                              init=config['init'], template=template, rate=rate)
   if config.get('optimizer', 'adam') == 'lbfgs':
-    loss_fn = functools.partial(matching_loss, model=model, variables=variables,
+    loss_fn = functools.partial(matching_loss, model=model,
                                 train=bool(config['train']), distance=config['distance'],
                                 mask_weight=mask_weight, rate=rate, protocol=update.protocol)
     opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
                          config.get('linesearch', 'backtracking'))
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
-    return dlg.run_lanes(key, config, aux, labels, init_z=init_z,
+    return dlg.run_lanes(key, config, aux, labels, shared={'variables': variables},
+                         init_z=init_z,
                          init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
-                         step=step, progress=progress)
-  loss_fn = functools.partial(lane_loss, model=model, variables=variables,
+                         step=step, progress=progress,
+                         block_victims=int(config.get('block_victims', 0)))
+  loss_fn = functools.partial(lane_loss, model=model,
                               train=bool(config['train']), tv=float(config['tv']),
                               mask_weight=mask_weight, rate=rate, protocol=update.protocol)
   return inverting.run(key, config, loss_fn=loss_fn, init_z=init_z, project=clamp, aux=aux,
-                       progress=progress)
+                       shared={'variables': variables}, progress=progress)
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,

@@ -151,7 +151,7 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
                        config.get('linesearch', 'backtracking'),
                        form=config.get('lbfgs_form', LBFGS_FORM))
-  loss_fn = functools.partial(_lane_loss, model=model, variables=variables,
+  loss_fn = functools.partial(_lane_loss, model=model,
                               train=bool(config['train']), distance=config['distance'],
                               label_mode=label_mode, protocol=update.protocol)
   aux = {'target': update.gradients,
@@ -161,13 +161,14 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   init_z = functools.partial(init_dummy, shape=batch_shape, num_classes=update.num_classes,
                              init=config['init'], label_mode=label_mode)
   step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
-  return run_lanes(key, config, aux, fixed_labels, init_z=init_z, init_lane=functools.partial(
-      optimize.init_lane, opt, loss_fn), step=step, progress=progress,
-      block_victims=int(config.get('block_victims', BLOCK_VICTIMS)))
+  return run_lanes(key, config, aux, fixed_labels, shared={'variables': variables},
+                   init_z=init_z, init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
+                   step=step, progress=progress,
+                   block_victims=int(config.get('block_victims', BLOCK_VICTIMS)))
 
 
 def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
-              fixed_labels: jax.Array | None, *, init_z, init_lane, step,
+              fixed_labels: jax.Array | None, *, shared: PyTree, init_z, init_lane, step,
               progress=None, block_victims: int = 0) -> AttackResult:
   """Shared driver of optimisation attacks: init, jitted chunks, best restart.
 
@@ -189,9 +190,11 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
       means arange(V)) so that a victim's lanes start the same in any chunk.
     fixed_labels: (V, B) labels the attack fixed, or None if `z` holds
       'label_logits' to read them from.
+    shared: keyword arguments of the loss that every lane shares (the model's
+      variables), passed to the compiled loops as arguments (`optimize`).
     init_z: key -> one lane's variables; must hold 'image'.
-    init_lane: (z, aux) -> `optimize.LaneState` of one lane.
-    step: (state, aux) -> (state, loss) for one lane.
+    init_lane: (z, aux, shared) -> `optimize.LaneState` of one lane.
+    step: (state, aux, shared) -> (state, loss) for one lane.
     block_victims: see `optimize.make_chunk` (0: all victims vmapped at once).
   """
   check_lanes(config)
@@ -203,17 +206,17 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
   keys = jax.vmap(lambda v: jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, v), r))(
       jnp.arange(restarts)))(ids)
   z0 = jax.vmap(jax.vmap(init_z))(keys)
-  state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux)
+  state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux, shared)
   chunk_fn = optimize.make_chunk(step, chunk, block_victims=block_victims)
   snapshot = lambda z: np.clip(np.asarray(z['image']), 0.0, 1.0)
   keep = int(config.get('keep', 0)) or restarts
   probe = -(-int(config.get('probe_steps', 0)) // chunk) * chunk  # whole chunks
   if keep < restarts and 0 < probe < steps:
-    first = optimize.run(chunk_fn, state, aux, steps=probe, chunk_size=chunk,
+    first = optimize.run(chunk_fn, state, aux, shared, steps=probe, chunk_size=chunk,
                          snapshot=snapshot, progress=progress)
     chosen = optimize.lowest_restarts(first.state, keep)  # (V, K) restart indices
     later = None if progress is None else (lambda it, st: progress(probe + it, st))
-    out = optimize.run(chunk_fn, optimize.take_restarts(first.state, chosen), aux,
+    out = optimize.run(chunk_fn, optimize.take_restarts(first.state, chosen), aux, shared,
                        steps=steps - probe, chunk_size=chunk, snapshot=snapshot,
                        progress=later)
     origin = np.asarray(optimize.take_restart(chosen, out.best))  # (V,) restart of the kept lane
@@ -223,7 +226,7 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
     snapshots = first.snapshots + tuple((probe + it, s) for it, s in out.snapshots[1:])
     out = out._replace(trace=trace[:, :steps], snapshots=snapshots)
   else:
-    out = optimize.run(chunk_fn, state, aux, steps=steps, chunk_size=chunk,
+    out = optimize.run(chunk_fn, state, aux, shared, steps=steps, chunk_size=chunk,
                        snapshot=snapshot, progress=progress)
 
   best = out.best

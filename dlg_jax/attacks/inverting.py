@@ -135,21 +135,24 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 def run(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
         init_z: Callable[[jax.Array], PyTree], project: Callable[[PyTree], PyTree],
-        aux: PyTree, progress=None) -> AttackResult:
+        aux: PyTree, shared: PyTree, progress=None) -> AttackResult:
   """The IG optimisation loop for any lane variables `z` holding 'image'.
 
   Shared by IG, DIA and WIIG: signed Adam on the image (other variables get
   their raw gradient), `project` after each step, best-so-far kept, early stop
-  after `stop_patience` steps without improvement.
+  after `stop_patience` steps without improvement; `config.block_victims` > 0
+  runs the victims in blocks of that many (`optimize.make_chunk`). `shared`: the keyword
+  arguments of `loss_fn` common to every lane (`dlg.run_lanes`).
   """
   opt = optimizer(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
                            project, signed_image_grad,
                            patience=int(config.get('stop_patience', 0)))
-  return dlg.run_lanes(key, config, aux, aux['labels'], init_z=init_z,
+  return dlg.run_lanes(key, config, aux, aux['labels'], shared=shared, init_z=init_z,
                        init_lane=functools.partial(optimize.init_lane, opt, loss_fn,
                                                    track_best=True),
-                       step=step, progress=progress)
+                       step=step, progress=progress,
+                       block_victims=int(config.get('block_victims', 0)))
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
@@ -169,7 +172,7 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   fixed_labels = dlg.recover_labels(update, config['labels'], model=model, variables=variables,
                                     key=jax.random.fold_in(key, dlg.LABEL_STREAM),
                                     train=bool(config['train']))
-  loss_fn = functools.partial(lane_loss, model=model, variables=variables,
+  loss_fn = functools.partial(lane_loss, model=model,
                               train=bool(config['train']), tv=float(config['tv']),
                               protocol=update.protocol,
                               layer_weights=cosine_weights(config, model, variables,
@@ -178,5 +181,5 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
                              num_classes=update.num_classes, init=config['init'],
                              label_mode='known')
   aux = {'target': update.gradients, 'labels': fixed_labels, 'victim_ids': update.victim_ids}
-  return run(key, config, loss_fn=loss_fn, init_z=init_z,
-             project=box, aux=aux, progress=progress)
+  return run(key, config, loss_fn=loss_fn, init_z=init_z, project=box, aux=aux,
+             shared={'variables': variables}, progress=progress)

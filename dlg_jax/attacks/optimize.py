@@ -1,11 +1,19 @@
 """The jitted optimisation loops every optimisation-based attack runs on.
 
 A *lane* is one restart of one victim: its variables `z` (dummy image, maybe
-label logits or dropout masks) and a scalar objective `loss_fn(z, aux)` where
-`aux` is that victim's public data (the shared gradient, known labels). The
+label logits or dropout masks) and a scalar objective `loss_fn(z, aux, **shared)`
+where `aux` is that victim's public data (the shared gradient, known labels)
+and `shared` what every lane has in common (the model's variables). The
 loops here vmap a single-lane step over restarts and victims, scan it for a
 chunk of iterations inside one `jax.jit`, and run chunks from the host so that
 progress can be shown and a run can stop once every lane has stopped.
+
+Why `shared` is an argument and not a closure: a jitted function that closes
+over the model's weights gets them as constants, which XLA folds into the
+program (minutes of compile time for a ResNet) and which make every new set
+of weights (another seed, a trained checkpoint, a test) a new program. As
+arguments they are broadcast to every lane and the compiled program is the
+same for any weights of the same shapes.
 
 A lane stops when its loss reaches `tol` (converged) or turns non-finite
 (diverged); a stopped lane keeps its last finite variables while the others go
@@ -21,7 +29,6 @@ steps are several thousand evaluations; see BUILD_NOTES.md.
 
 from __future__ import annotations
 
-import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -31,7 +38,7 @@ import optax
 
 from dlg_jax.types import PyTree
 
-LossFn = Callable[[PyTree, PyTree], jax.Array]
+LossFn = Callable[..., jax.Array]  # (z, aux, **shared) -> scalar
 
 
 class LaneState(NamedTuple):
@@ -247,13 +254,13 @@ def kept(state: LaneState) -> tuple[PyTree, jax.Array]:
 
 
 def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
-              aux: PyTree, track_best: bool = False) -> LaneState:
+              aux: PyTree, shared: PyTree, track_best: bool = False) -> LaneState:
   """Initial state of one lane (one evaluation), for any optimiser here.
 
   `track_best` keeps the lowest-loss variables seen (first-order optimisers,
   whose loss oscillates); the run then reports those.
   """
-  loss, grad = jax.value_and_grad(loss_fn)(z, aux)
+  loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
   # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
   # chunk would otherwise be traced and compiled twice (weak in, strong out).
   opt_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), opt.init(z))
@@ -265,9 +272,9 @@ def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
 
 
 def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
-               state: LaneState, aux: PyTree) -> tuple[LaneState, jax.Array]:
+               state: LaneState, aux: PyTree, shared: PyTree) -> tuple[LaneState, jax.Array]:
   """One L-BFGS iteration of one lane; returns the new loss (NaN if stopped)."""
-  value_fn = functools.partial(_swap(loss_fn), aux)
+  value_fn = lambda z: loss_fn(z, aux, **shared)
   updates, opt_state = opt.update(state.grad, state.opt_state, state.z, value=state.loss,
                                   grad=state.grad, value_fn=value_fn)
   z = optax.apply_updates(state.z, updates)
@@ -280,7 +287,8 @@ def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol:
 
 def first_order_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
                      project: Callable[[PyTree], PyTree], transform_grad: Callable[[PyTree], PyTree],
-                     state: LaneState, aux: PyTree, patience: int = 0) -> tuple[LaneState, jax.Array]:
+                     state: LaneState, aux: PyTree, shared: PyTree,
+                     patience: int = 0) -> tuple[LaneState, jax.Array]:
   """One step of a first-order optimiser (e.g. Adam on signed gradients).
 
   `transform_grad` maps the raw gradient before the optimiser (Geiping et al.
@@ -293,24 +301,24 @@ def first_order_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn
   updates, opt_state = opt.update(transform_grad(state.grad), state.opt_state, state.z,
                                   value=state.loss)
   z = project(optax.apply_updates(state.z, updates))
-  loss, grad = jax.value_and_grad(loss_fn)(z, aux)
+  loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
   return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol, patience)
 
 
-def _swap(loss_fn: LossFn) -> Callable[[PyTree, PyTree], jax.Array]:
-  return lambda aux, z: loss_fn(z, aux)
-
-
 def vmap_lanes(fn: Callable) -> Callable:
-  """Maps a one-lane `fn(state_or_z, aux)` over (victim, restart) axes."""
-  over_restarts = jax.vmap(fn, in_axes=(0, None))
-  return jax.vmap(over_restarts, in_axes=(0, 0))
+  """Maps a one-lane `fn(state_or_z, aux, shared)` over (victim, restart) axes.
+
+  `shared` is broadcast to every lane.
+  """
+  over_restarts = jax.vmap(fn, in_axes=(0, None, None))
+  return jax.vmap(over_restarts, in_axes=(0, 0, None))
 
 
-def make_chunk(step: Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]],
-               chunk_size: int, block_victims: int = 0
-               ) -> Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]]:
-  """A jitted function running `chunk_size` iterations of every lane.
+Step = Callable[[LaneState, PyTree, PyTree], tuple[LaneState, jax.Array]]
+
+
+def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
+  """A jitted `chunk(state, aux, shared)` running `chunk_size` iterations of every lane.
 
   Returns the new state and the loss trace, shaped (V, R, chunk_size).
 
@@ -321,17 +329,19 @@ def make_chunk(step: Callable[[LaneState, PyTree], tuple[LaneState, jax.Array]],
   once stream them from memory (BUILD_NOTES.md, "Throughput"). 0 vmaps
   every victim at once.
   """
-  over_restarts = jax.vmap(step, in_axes=(0, None))
+  over_restarts = jax.vmap(step, in_axes=(0, None, None))
 
-  def one_victim(state, aux):
-    state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux), state, length=chunk_size)
+  def one_victim(state, aux, shared):
+    state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux, shared), state,
+                                length=chunk_size)
     return state, jnp.moveaxis(trace, 0, -1)
 
-  def chunk(state, aux):
+  def chunk(state, aux, shared):
     num_victims = jax.tree.leaves(state.loss)[0].shape[0]
     if 0 < block_victims < num_victims:
-      return jax.lax.map(lambda sa: one_victim(*sa), (state, aux), batch_size=block_victims)
-    return jax.vmap(one_victim)(state, aux)
+      return jax.lax.map(lambda sa: one_victim(*sa, shared), (state, aux),
+                         batch_size=block_victims)
+    return jax.vmap(one_victim, in_axes=(0, 0, None))(state, aux, shared)
 
   return jax.jit(chunk, donate_argnums=(0,))
 
@@ -356,14 +366,15 @@ def take_restart(tree: PyTree, index: jax.Array) -> PyTree:
   return jax.tree.map(lambda x: jax.vmap(lambda xv, i: xv[i])(x, index), tree)
 
 
-def run(chunk_fn: Callable, state: LaneState, aux: PyTree, *, steps: int, chunk_size: int,
+def run(chunk_fn: Step, state: LaneState, aux: PyTree, shared: PyTree, *, steps: int,
+        chunk_size: int,
         snapshot: Callable[[PyTree], PyTree] = lambda z: z,
         progress: Callable[[int, LaneState], None] | None = None) -> LoopResult:
   """Runs chunks until `steps` iterations are done or every lane has stopped."""
   traces, snapshots = [], [(0, snapshot(take_restart(kept(state)[0], best_restart(state))))]
   done_iters = 0
   while done_iters < steps:
-    state, trace = chunk_fn(state, aux)
+    state, trace = chunk_fn(state, aux, shared)
     done_iters += chunk_size
     traces.append(np.asarray(trace))
     best = best_restart(state)

@@ -74,13 +74,15 @@ def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Ar
   dropout_rate = float(getattr(model.module, 'dropout_rate', 0.0))
   num_victims, batch_size = victims.labels.shape
 
-  def one(v, images, labels):
+  def one(v, images, labels, variables, key):
     return victim_gradient(model, variables, images, labels, jax.random.fold_in(key, v),
                            train=bool(config['train']), dropout_rate=dropout_rate,
                            defense=defense, protocol=protocol)
 
   ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
-  grads, masks = jax.jit(jax.vmap(one))(ids, victims.images, victims.labels)
+  # Weights and key as arguments, not constants (see attacks/optimize.py).
+  grads, masks = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)))(
+      ids, victims.images, victims.labels, variables, key)
   update = ClientUpdate(
       gradients=grads, batch_size=batch_size, input_shape=model.input_shape,
       num_classes=model.num_classes, protocol=protocol,
