@@ -252,6 +252,27 @@ class BlocksTest(absltest.TestCase):
     self.assertEqual(out[2][1].shape, (3, 2, 5))
 
 
+class SharedArgumentsTest(absltest.TestCase):
+
+  def test_weights_are_arguments_so_any_weights_share_one_program(self):
+    # Closed-over weights would be folded into the program as constants
+    # (minutes of compile time for a ResNet, a new program per seed).
+    model, variables, update, _ = _setup()
+    other = model.init(jax.random.key(7))
+    loss_fn = functools.partial(dlg._lane_loss, model=model, train=True, distance='l2',
+                                label_mode='idlg')
+    opt = optimize.lbfgs(3, 5, form='compact')
+    aux = {'target': update.gradients, 'labels': jnp.zeros((2, 1), jnp.int32)}
+    z = {'image': jnp.full((2, 1, 1, SIZE, SIZE, 3), 0.5)}
+    init = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn)))
+    state = init(z, aux, {'variables': variables})
+    chunk = optimize.make_chunk(functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0), 2)
+    text = lambda v: chunk.lower(state, aux, {'variables': v}).as_text()
+    self.assertEqual(text(variables), text(other))
+    # ... and the weights are used: other weights, other losses.
+    self.assertFalse(np.allclose(init(z, aux, {'variables': other}).loss, state.loss))
+
+
 class CompactLBFGSTest(absltest.TestCase):
 
   def test_direction_equals_optax_two_loop(self):

@@ -90,6 +90,14 @@ class LaunchTest(absltest.TestCase):
       with open(os.path.join(workdir, 'config.json')) as f:
         self.assertEqual(json.load(f)['attack']['name'], 'idlg')
       self.assertIn('mean PSNR', proc.stdout)
+      # One line per attack chunk (smoke: 20 steps in chunks of 10), the last
+      # one's PSNR equal to the report's (the same best restart).
+      with open(os.path.join(workdir, 'progress.jsonl')) as f:
+        lines = [json.loads(line) for line in f]
+      self.assertEqual([line['iteration'] for line in lines], [10, 20])
+      self.assertEqual(lines[-1]['victims'], [0, 1])
+      np.testing.assert_allclose(lines[-1]['psnr'], [v['psnr'] for v in record['victims']],
+                                 atol=1e-3)
 
   def test_bad_config_exits_with_one_line(self):
     proc = subprocess.run(
