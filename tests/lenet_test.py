@@ -69,7 +69,8 @@ class LeNetTest(absltest.TestCase):
       grads = gradients.batch_gradients(model, variables, x, y)
       flat, unravel = flatten_util.ravel_pytree(params)
       g_flat, _ = flatten_util.ravel_pytree(grads)
-      loss = lambda f: gradients.training_loss(unravel(f), model, state, x, y)
+      # Jitted: eagerly, every im2col slice of every evaluation compiles on its own.
+      loss = jax.jit(lambda f: gradients.training_loss(unravel(f), model, state, x, y))
       rng = np.random.default_rng(0)
       for i in rng.choice(flat.size, 12, replace=False):
         e = jnp.zeros_like(flat).at[i].set(1e-6)
@@ -83,13 +84,14 @@ class LeNetTest(absltest.TestCase):
     variables = model.init(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (3, 16, 16, 3))
     y = jax.nn.one_hot(jnp.array([0, 4, 6]), 7)
-    per_example = gradients.per_example_gradients(model, variables, x, y)
+    per_example = jax.jit(lambda x, y: gradients.per_example_gradients(model, variables, x, y))
+    batch = jax.jit(lambda x, y: gradients.batch_gradients(model, variables, x, y))
+    per_example = per_example(x, y)
     for i in range(3):
-      chex.assert_trees_all_close(
-          jax.tree.map(lambda g: g[i], per_example),
-          gradients.batch_gradients(model, variables, x[i:i + 1], y[i:i + 1]), atol=1e-6)
+      chex.assert_trees_all_close(jax.tree.map(lambda g: g[i], per_example),
+                                  batch(x[i:i + 1], y[i:i + 1]), atol=1e-6)
     chex.assert_trees_all_close(jax.tree.map(lambda g: g.mean(0), per_example),
-                                gradients.batch_gradients(model, variables, x, y), atol=1e-6)
+                                batch(x, y), atol=1e-6)
 
 
 class MaskedDropoutTest(absltest.TestCase):
