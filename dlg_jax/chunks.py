@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -100,18 +100,27 @@ def load(file: str, fingerprint_: str) -> dict[str, np.ndarray]:
     return {k: f[k] for k in f.files}
 
 
-def _merge_mse_trace(parts: list[dict[str, np.ndarray]]) -> tuple[tuple[int, np.ndarray], ...]:
-  """Per-victim MSE at the union of snapshot iterations.
+def carry_forward(iterations: Sequence[int], values: Sequence[Any],
+                  wanted: Sequence[int]) -> list[Any]:
+  """For each iteration in `wanted`, the value of the last one at or before it.
 
-  A chunk whose lanes all stopped early has no later snapshots; its lanes are
-  frozen from then on, so its last value carries forward.
+  A run (chunk or round) whose lanes all stopped early has no later
+  snapshots; its lanes are frozen from then on, so its last value stands for
+  every later iteration.
+
+  >>> carry_forward([0, 10], ['a', 'b'], [0, 10, 20, 30])
+  ['a', 'b', 'b', 'b']
   """
+  return [values[max(j for j, t in enumerate(iterations) if t <= it)] for it in wanted]
+
+
+def _merge_mse_trace(parts: list[dict[str, np.ndarray]]) -> tuple[tuple[int, np.ndarray], ...]:
+  """Per-victim MSE at the union of snapshot iterations (`carry_forward`)."""
   its = sorted(set(int(i) for p in parts for i in p['snapshot_iterations']))
   columns = []
   for p in parts:
     own = [int(i) for i in p['snapshot_iterations']]
-    rows = [p['mse_trace'][max(j for j, t in enumerate(own) if t <= it)] for it in its]
-    columns.append(np.stack(rows, axis=0))
+    columns.append(np.stack(carry_forward(own, p['mse_trace'], its), axis=0))
   values = np.concatenate(columns, axis=1)
   return tuple((it, values[k]) for k, it in enumerate(its))
 

@@ -128,11 +128,11 @@ def _merge_rounds(results: list[AttackResult], keep: int) -> AttackResult:
       np.pad(np.asarray(r.loss_trace, np.float32), ((0, 0), (0, length - r.loss_trace.shape[1])),
              constant_values=np.nan) for r in results])[:keep]
   its = sorted({it for r in results for it, _ in r.snapshots})
-  snapshots = []
-  for it in its:
-    parts = [np.asarray([s for i, s in r.snapshots if i <= it][-1]) for r in results]
-    snapshots.append((it, np.concatenate(parts)[:keep]))
-  return AttackResult(**merged, snapshots=tuple(snapshots))
+  columns = [chunks_lib.carry_forward([i for i, _ in r.snapshots], [s for _, s in r.snapshots], its)
+             for r in results]
+  snapshots = tuple((it, np.concatenate([np.asarray(c[k]) for c in columns])[:keep])
+                    for k, it in enumerate(its))
+  return AttackResult(**merged, snapshots=snapshots)
 
 
 def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: jax.Array,
