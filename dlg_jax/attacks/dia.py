@@ -138,10 +138,8 @@ def matching_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, tr
   (known: WIIG); they stay unconstrained during the run because L-BFGS's line
   search has no projection — a relaxation of the {0, 1} masks like DIA's.
   """
-  targets = jax.nn.one_hot(aux['labels'], model.num_classes)
-  masks = z['masks'] if 'masks' in z else aux.get('masks')
-  dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
-                               masks=masks, train=train)
+  dummy = inverting.dummy_update(z, aux, model=model, variables=variables, train=train,
+                                 protocol=protocol)
   loss = objectives.DISTANCES[distance](dummy, aux['target'])
   if 'masks' in z:
     loss = loss + mask_weight * mask_penalty(z['masks'], rate)

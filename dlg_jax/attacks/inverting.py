@@ -49,12 +49,21 @@ def lane_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train:
   with neither the model runs deterministically (plain IG). The dummy batch
   goes through the client's round (`protocol.observe`: FedSGD or FedAvg).
   """
-  targets = jax.nn.one_hot(aux['labels'], model.num_classes)
-  masks = z['masks'] if 'masks' in z else aux.get('masks')
-  dummy = protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
-                               masks=masks, train=train)
+  dummy = dummy_update(z, aux, model=model, variables=variables, train=train, protocol=protocol)
   return (objectives.cosine_distance(dummy, aux['target'], layer_weights)
           + tv * objectives.total_variation(z['image']))
+
+
+def dummy_update(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, train: bool,
+                 protocol: Protocol) -> PyTree:
+  """What the server would see from the lane's dummy batch with the fixed labels.
+
+  Masks from `z` (optimised), else `aux` (known), else none (see `lane_loss`).
+  """
+  targets = jax.nn.one_hot(aux['labels'], model.num_classes)
+  masks = z['masks'] if 'masks' in z else aux.get('masks')
+  return protocol_lib.observe(model, variables, z['image'], targets, protocol=protocol,
+                              masks=masks, train=train)
 
 
 def cosine_weights(config: Mapping[str, Any], model: Model, variables: PyTree,
