@@ -21,7 +21,9 @@ by other jobs at load 13–17, so wall times are 4–6× a quiet run's): DIA mea
 MSE 1.01e-4 (42.0 dB, 928 s); the same config with attack.name=ig 7.93e-2
 (11.3 dB, 859 s) and with wiig + reveal_masks 4.33e-6 (53.9 dB, 1,391 s).
 On the quiet machine this config took 2 min 45 s wall (154 s attack) with the
-same result.
+same result. Session 4, after the model's weights became jit arguments (float
+rounding of the folded constants no longer applies): DIA mean MSE 6.9e-5
+(43.3 dB, labels 4/4), 3 min 0 s wall (166 s attack), quiet machine.
 
 The DIA code's small ViT (`:vit_small`; patch 4, width 256, depth 4, 16 heads,
 MLP 256), same 4 photos, p = 0.25, 3,000 steps, measured 2026-11-26 at load
