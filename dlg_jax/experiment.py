@@ -72,7 +72,8 @@ def _progress_bar(total: int, desc: str, leave: bool = True):
   """
   bar = tqdm.tqdm(total=total, desc=desc, unit='it', dynamic_ncols=True, leave=leave)
 
-  def update(iteration: int, state) -> None:
+  def update(iteration: int, state, snapshot=None) -> None:
+    del snapshot
     bar.update(min(update.offset + iteration, total) - bar.n)
     loss = np.asarray(state.loss)
     bar.set_postfix(median_loss=f'{np.median(loss):.3g}', stopped=int(np.sum(state.done)))
@@ -81,7 +82,7 @@ def _progress_bar(total: int, desc: str, leave: bool = True):
 
 
 def _progress_log(path: str, ids: np.ndarray, truth_images: np.ndarray, start: float):
-  """A callback(iteration, state) appending one JSON line per attack chunk to `path`.
+  """A callback(iteration, state, snapshot) appending one JSON line per attack chunk to `path`.
 
   Each line holds the iteration, the seconds since `start`, the median
   matching loss and each victim's PSNR of its best restart so far against
@@ -91,11 +92,10 @@ def _progress_log(path: str, ids: np.ndarray, truth_images: np.ndarray, start: f
   """
   first = np.unique(ids, return_index=True)[1]
 
-  def log(iteration: int, state) -> None:
-    z, loss = optimize.kept(state)
-    best = optimize.best_restart(state)
-    images = np.clip(np.asarray(optimize.take_restart(z, best)['image']), 0.0, 1.0)[first]
-    psnr = metrics.matched_psnr(images, truth_images[ids[first]])
+  def log(iteration: int, state, snapshot) -> None:
+    # `snapshot`: each victim's best restart, clipped (what `optimize.run` records).
+    _, loss = optimize.kept(state)
+    psnr = metrics.matched_psnr(np.asarray(snapshot)[first], truth_images[ids[first]])
     record = {'victims': ids[first].tolist(), 'iteration': int(iteration),
               'seconds': round(time.perf_counter() - start, 3),
               'median_loss': float(np.median(np.asarray(loss))),
@@ -168,7 +168,8 @@ def run_chunk(ids: np.ndarray, *, model, variables, truth: Private, k_client: ja
       callback = progress
       if log_path:
         log = _progress_log(log_path, padded, truth.images, start)
-        callback = lambda it, state, log=log: (progress(it, state), log(it, state))
+        callback = lambda it, state, snap, log=log: (progress(it, state, snap),
+                                                     log(it, state, snap))
       result = attack(update, model, variables, k_attack, attack_cfg, progress=callback)
       jax.block_until_ready(result.images)
       results.append(result)

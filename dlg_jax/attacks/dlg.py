@@ -138,7 +138,8 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
       memory, linesearch, linesearch_steps, tol, train (BatchNorm mode the attacker
       assumes); optional lbfgs_form (default 'compact', see `optimize.lbfgs`),
       block_victims (default 8), probe_steps and keep (see `run_lanes`).
-    progress: optional callback(iteration, state) after each chunk.
+    progress: optional callback(iteration, state, snapshot) after each chunk
+      (`optimize.run`).
   """
   check_config(config)
   label_mode = config['labels']
@@ -215,7 +216,7 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
     first = optimize.run(chunk_fn, state, aux, shared, steps=probe, chunk_size=chunk,
                          snapshot=snapshot, progress=progress)
     chosen = optimize.lowest_restarts(first.state, keep)  # (V, K) restart indices
-    later = None if progress is None else (lambda it, st: progress(probe + it, st))
+    later = None if progress is None else (lambda it, st, snap: progress(probe + it, st, snap))
     out = optimize.run(chunk_fn, optimize.take_restarts(first.state, chosen), aux, shared,
                        steps=steps - probe, chunk_size=chunk, snapshot=snapshot,
                        progress=later)

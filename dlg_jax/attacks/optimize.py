@@ -369,8 +369,12 @@ def take_restart(tree: PyTree, index: jax.Array) -> PyTree:
 def run(chunk_fn: Step, state: LaneState, aux: PyTree, shared: PyTree, *, steps: int,
         chunk_size: int,
         snapshot: Callable[[PyTree], PyTree] = lambda z: z,
-        progress: Callable[[int, LaneState], None] | None = None) -> LoopResult:
-  """Runs chunks until `steps` iterations are done or every lane has stopped."""
+        progress: Callable[[int, LaneState, PyTree], None] | None = None) -> LoopResult:
+  """Runs chunks until `steps` iterations are done or every lane has stopped.
+
+  After each chunk, `progress(iteration, state, snapshot)` gets the snapshot
+  of every victim's best restart that the run records anyway.
+  """
   traces, snapshots = [], [(0, snapshot(take_restart(kept(state)[0], best_restart(state))))]
   done_iters = 0
   while done_iters < steps:
@@ -380,7 +384,7 @@ def run(chunk_fn: Step, state: LaneState, aux: PyTree, shared: PyTree, *, steps:
     best = best_restart(state)
     snapshots.append((done_iters, snapshot(take_restart(kept(state)[0], best))))
     if progress is not None:
-      progress(done_iters, state)
+      progress(done_iters, state, snapshots[-1][1])
     if bool(jnp.all(state.done)):
       break
   best = best_restart(state)
