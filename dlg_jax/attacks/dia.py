@@ -177,8 +177,7 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
     return dlg.run_lanes(key, config, aux, labels, shared={'variables': variables},
                          init_z=init_z,
                          init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
-                         step=step, progress=progress,
-                         block_victims=int(config.get('block_victims', 0)))
+                         step=step, progress=progress)
   loss_fn = functools.partial(lane_loss, model=model,
                               train=bool(config['train']), tv=float(config['tv']),
                               mask_weight=mask_weight, rate=rate, protocol=update.protocol)

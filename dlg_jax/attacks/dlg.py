@@ -165,7 +165,7 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   return run_lanes(key, config, aux, fixed_labels, shared={'variables': variables},
                    init_z=init_z, init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
                    step=step, progress=progress,
-                   block_victims=int(config.get('block_victims', BLOCK_VICTIMS)))
+                   block_victims=BLOCK_VICTIMS)
 
 
 def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
@@ -196,7 +196,8 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
     init_z: key -> one lane's variables; must hold 'image'.
     init_lane: (z, aux, shared) -> `optimize.LaneState` of one lane.
     step: (state, aux, shared) -> (state, loss) for one lane.
-    block_victims: see `optimize.make_chunk` (0: all victims vmapped at once).
+    block_victims: the default of `config.block_victims`, victims per vmapped
+      block (`optimize.make_chunk`; 0: all victims vmapped at once).
   """
   check_lanes(config)
   num_victims = jax.tree.leaves(aux)[0].shape[0]
@@ -208,7 +209,8 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
       jnp.arange(restarts)))(ids)
   z0 = jax.vmap(jax.vmap(init_z))(keys)
   state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux, shared)
-  chunk_fn = optimize.make_chunk(step, chunk, block_victims=block_victims)
+  chunk_fn = optimize.make_chunk(step, chunk,
+                                 block_victims=int(config.get('block_victims', block_victims)))
   snapshot = lambda z: np.clip(np.asarray(z['image']), 0.0, 1.0)
   keep = int(config.get('keep', 0)) or restarts
   probe = -(-int(config.get('probe_steps', 0)) // chunk) * chunk  # whole chunks

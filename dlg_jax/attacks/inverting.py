@@ -160,8 +160,7 @@ def run(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
   return dlg.run_lanes(key, config, aux, aux['labels'], shared=shared, init_z=init_z,
                        init_lane=functools.partial(optimize.init_lane, opt, loss_fn,
                                                    track_best=True),
-                       step=step, progress=progress,
-                       block_victims=int(config.get('block_victims', 0)))
+                       step=step, progress=progress)
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
