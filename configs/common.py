@@ -67,6 +67,10 @@ def base() -> ml_collections.ConfigDict:
   config.run.coordinator_address = ''  # 'host:port' of process 0
   config.run.num_processes = 0
   config.run.process_id = -1
+  # CPU cores this process runs on, e.g. '0' or '0-3' ('' = all): one pinned
+  # process per core with run.distributed is the fastest way to use a small
+  # CPU machine (parallel.pin_cpu_cores; benchmarks/two_cores.sh).
+  config.run.cpu_cores = ''
 
   config.attack = ml_collections.ConfigDict()
   config.attack.name = 'idlg'

@@ -12,7 +12,9 @@ Measured 2026-11-26 on the shared 2-core CPU: 15/16 victims above 30 dB
 (93.8%; coins 27.7 dB, the rest 37.0-55.0), mean 45.1 dB, SSIM 0.996, label
 accuracy 1.0; 272 s attack, 4 min 52 s wall at load average 1.8-3.5 (5 min
 42 s at load 7-9, same numbers); on the quiet machine in session 4 the same
-numbers in 3 min 32 s wall (191 s attack). With data.name=npz on 16 grey LFW faces:
+numbers in 3 min 32 s wall (191 s attack), and in session 5 in 2 min 45 s
+as two processes pinned to one core each (`bash benchmarks/two_cores.sh W
+--config=configs/dlg.py --config.run.chunk_victims=8`). With data.name=npz on 16 grey LFW faces:
 16/16 (min 43.7 dB, mean 72.6), 3 min 38 s wall at load 2.0-3.7. The previous
 setting (2 restarts × 2,500 iterations, optax two-loop, all victims in one
 vmap) gave 14/16 in 5 min 9 s on a quiet machine. Details: BUILD_NOTES.md.

@@ -25,9 +25,11 @@ from dlg_jax.types import AttackResult, Private, Scores
 
 # Config fields that do not change any victim's result (how the run is
 # executed), left out of the fingerprint so that e.g. resuming with progress
-# bars off still matches.
+# bars off still matches. `cpu_cores` sets XLA's thread count, which can move
+# results at float-rounding level only (as the device count can, see
+# parallel.rounds); the processes of one run pin different cores.
 _EXECUTION_FIELDS = ('resume', 'distributed', 'coordinator_address', 'num_processes',
-                     'process_id')
+                     'process_id', 'cpu_cores')
 
 
 class Chunk(NamedTuple):

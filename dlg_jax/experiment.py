@@ -197,6 +197,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   # (epsilon, delta) when the client runs dp_sgd; computed first, so bad settings fail early.
   privacy = accounting.experiment_privacy(cfg['client'])
   run_cfg = dict(cfg.get('run', {}))
+  parallel.pin_cpu_cores(run_cfg.get('cpu_cores', ''))
   parallel.initialize_distributed(run_cfg)
   data_cfg, client_cfg, attack_cfg = cfg['data'], cfg['client'], cfg['attack']
   num_victims, batch = data_cfg['num_victims'], client_cfg['batch_size']

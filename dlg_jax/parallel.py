@@ -92,6 +92,48 @@ def share(num_items: int, process_index: int, process_count: int) -> list[int]:
   return list(range(process_index, num_items, process_count))
 
 
+def parse_cores(spec: str) -> set[int]:
+  """CPU cores from '0', '0-3' or '0,2,5-7' ('' = none).
+
+  >>> sorted(parse_cores('0,2-3'))
+  [0, 2, 3]
+  """
+  cores = set()
+  try:
+    for part in filter(None, (p.strip() for p in str(spec).split(','))):
+      lo, _, hi = part.partition('-')
+      cores.update(range(int(lo), int(hi or lo) + 1))
+  except ValueError:
+    raise ValueError(f"run.cpu_cores must look like '0', '0-3' or '0,2', got {spec!r}.") from None
+  return cores
+
+
+def pin_cpu_cores(spec: str) -> None:
+  """Runs this process on the CPU cores in `spec` ('' leaves it alone).
+
+  Why: XLA sizes its CPU thread pool from the cores a process may use, and
+  one process's small attack kernels run one after the other, taking turns
+  on the pool's threads. On a 2-core machine one unpinned process therefore
+  keeps the cores half idle and moves its data between their caches; two
+  processes pinned to one core each (`run.distributed` with `run.cpu_cores`
+  0 and 1) attacked 1.6× as many victims per second (BUILD_NOTES.md,
+  "Throughput"). Must run before JAX starts its backend, whose threads keep
+  the affinity they were created with.
+  """
+  cores = parse_cores(spec)
+  if not cores:
+    return
+  usable = os.sched_getaffinity(0)
+  if not cores <= usable:
+    raise ValueError(f'run.cpu_cores={spec!r} names cores this machine does not let the '
+                     f'process use; usable: {sorted(usable)}.')
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  if xla_bridge.backends_are_initialized():
+    raise ValueError('run.cpu_cores must be applied before JAX starts its backend; pass it '
+                     'on launch.py\'s command line (the first thing a run does).')
+  os.sched_setaffinity(0, cores)
+
+
 def initialize_distributed(run_config: Mapping[str, Any]) -> None:
   """`jax.distributed.initialize` once, when `run.distributed` asks for several hosts.
 

@@ -20,6 +20,7 @@ from configs import idlg as idlg_config
 from dlg_jax import chunks
 from dlg_jax import compare
 from dlg_jax import experiment
+from dlg_jax import parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_VICTIM = ('mse', 'psnr', 'ssim', 'label_correct', 'recovered_labels', 'iterations',
@@ -178,6 +179,32 @@ def chunk_inputs(config):
   truth = Private(dataset.images[:, None], dataset.labels[:, None])
   return dict(model=model, variables=model.init(k_model), truth=truth, k_client=k_client,
               k_attack=k_attack, client_cfg=config['client'], attack_cfg=config['attack'])
+
+
+class PinCoresTest(absltest.TestCase):
+  """run.cpu_cores: parsed, checked against the usable cores, applied only before JAX starts."""
+
+  def test_parse(self):
+    self.assertEqual(parallel.parse_cores('0,2-3'), {0, 2, 3})
+    self.assertEqual(parallel.parse_cores(''), set())
+    with self.assertRaisesRegex(ValueError, "look like '0', '0-3'"):
+      parallel.parse_cores('first')
+
+  def test_refusals(self):
+    parallel.pin_cpu_cores('')  # leaves the process alone
+    usable = sorted(os.sched_getaffinity(0))
+    with self.assertRaisesRegex(ValueError, 'usable: '):
+      parallel.pin_cpu_cores(str(usable[-1] + 1))
+    jax.devices()  # the backend is up in this process
+    with self.assertRaisesRegex(ValueError, 'before JAX starts'):
+      parallel.pin_cpu_cores(str(usable[0]))
+    self.assertEqual(sorted(os.sched_getaffinity(0)), usable)
+
+  def test_not_in_the_fingerprint(self):
+    # The two processes of one run pin different cores and share chunk files.
+    a, b = tiny_config(0), tiny_config(0)
+    b.run.cpu_cores = '1'
+    self.assertEqual(chunks.fingerprint(a.to_dict()), chunks.fingerprint(b.to_dict()))
 
 
 class ShardedTest(absltest.TestCase):
