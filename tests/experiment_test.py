@@ -109,6 +109,28 @@ class LaunchTest(absltest.TestCase):
     self.assertIn("error: unknown model 'vgg'", proc.stderr)
     self.assertNotIn('Traceback', proc.stderr)
 
+  def test_bad_flags_and_config_files_exit_with_one_line(self):
+    # Errors raised while absl parses the flags and loads the config file.
+    cases = {
+        'no such field': (['--config=configs/idlg.py:smoke', '--config.model.widht=16'],
+                          "--config.model.widht: the config has no field 'widht'"),
+        'bad :arg': (['--config=configs/idlg.py:smok'], "unknown config argument 'smok'"),
+        'missing file': (['--config=configs/nope.py'],
+                         "cannot load the config file 'configs/nope.py' (no such file)"),
+        'bad value': (['--config=configs/idlg.py', '--config.attack.steps=many'],
+                      'flag --config.attack.steps=many'),
+    }
+    for name, (args, message) in cases.items():
+      with self.subTest(name):
+        proc = subprocess.run(
+            [sys.executable, 'launch.py', *args, '--workdir=/tmp/dlg_jax_bad_run'],
+            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+            timeout=300)
+        self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+        self.assertIn(message, proc.stderr)
+        self.assertTrue(proc.stderr.startswith('error: '), proc.stderr[-2000:])
+        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr[-2000:])
+
 
 class InProcessSmokeTest(absltest.TestCase):
 
