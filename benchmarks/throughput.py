@@ -18,8 +18,8 @@ Prints, for each number of vmapped victims V:
 Victims are real photo crops (data.name=photos). Medians of `--repeats`.
 
 `--processes=P` splits the V victims over P worker processes, worker p
-pinned to CPU core p (`os.sched_setaffinity` before JAX starts its backend,
-so each XLA runtime sizes its thread pool to one core). The workers compile
+pinned to CPU core p (`parallel.pin_cpu_cores`, before JAX starts its
+backend, so each XLA runtime sizes its thread pool to one core). The workers compile
 on their own, meet at a barrier before every timed phase, and time the same
 number of calls side by side; a row's figure is the slowest worker's time
 per call divided by all V victims, i.e. the machine's throughput. `1` keeps
@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import queue
 import sys
 import time
 from typing import Any
@@ -51,6 +52,7 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
+from dlg_jax import parallel
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import optimize
 from dlg_jax.client import gradients
@@ -136,10 +138,28 @@ def measure(num_victims: int, iterations: int, memory: int, block: int,
 
 
 def _worker(core: int, kwargs: dict[str, Any], barrier: Any, results: Any) -> None:
-  # Before anything touches the backend: XLA sizes its CPU thread pool from
-  # the cores this process may run on.
-  os.sched_setaffinity(0, {core})
+  parallel.pin_cpu_cores(str(core))  # before JAX starts, as a pinned attack run does
   results.put((core, measure(**kwargs, barrier=barrier)))
+
+
+def _collect(workers: list[Any], results: Any) -> list[dict[str, float]]:
+  """Each worker's figures; a worker that dies stops the others instead of hanging them."""
+  parts = []
+  try:
+    while len(parts) < len(workers):
+      try:
+        parts.append(results.get(timeout=5)[1])
+      except queue.Empty:
+        dead = [w.exitcode for w in workers if w.exitcode]
+        if dead:
+          raise RuntimeError(f'a throughput worker exited with code {dead[0]}; '
+                             'rerun with --processes=1 to see its error.') from None
+  finally:
+    for w in workers:
+      if w.is_alive() and len(parts) < len(workers):
+        w.terminate()
+      w.join()
+  return parts
 
 
 def measure_split(num_victims: int, processes: int, **kwargs: Any) -> dict[str, float]:
@@ -162,11 +182,7 @@ def measure_split(num_victims: int, processes: int, **kwargs: Any) -> dict[str, 
                for p in range(processes)]
     for w in workers:
       w.start()
-    parts = [results.get()[1] for _ in workers]
-    for w in workers:
-      w.join()
-      if w.exitcode:
-        raise RuntimeError(f'a throughput worker exited with code {w.exitcode}.')
+    parts = _collect(workers, results)
   slowest = {k: max(part[k] for part in parts) for k in ('eval_s', 'eval_block_s', 'chunk_s')}
   evals = sum(part['evals'] for part in parts)
   iterations = kwargs['iterations']
