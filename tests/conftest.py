@@ -18,17 +18,19 @@ import tempfile
 
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
-# Under pytest-xdist (`-n 2`), each worker runs on a core of its own, before
-# JAX starts its backend: small programs run faster on one pinned thread
-# than spread over a pool (parallel.pin_cpu_cores), and the workers do not
-# take each other's core.
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from dlg_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Under pytest-xdist (`-n 2`), each worker runs on a core of its own, pinned
+# before JAX starts its backend: small programs run faster on one pinned
+# thread than spread over a pool (parallel.pin_cpu_cores), and the workers
+# do not take each other's core (BUILD_NOTES.md, "Tests").
 _WORKER = os.environ.get('PYTEST_XDIST_WORKER', '')
-if _WORKER.startswith('gw'):
+if _WORKER.startswith('gw') and hasattr(os, 'sched_getaffinity'):
   _cores = sorted(os.sched_getaffinity(0))
   if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '0')) <= len(_cores):
-    os.sched_setaffinity(0, {_cores[int(_WORKER[2:]) % len(_cores)]})
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+    parallel.pin_cpu_cores(str(_cores[int(_WORKER[2:]) % len(_cores)]))
 
 jax.config.update('jax_disable_most_optimizations',
                   os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] not in ('0', 'false', 'False'))
