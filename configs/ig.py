@@ -35,7 +35,10 @@ objective puts an image at 18 dB from the truth (0.5·x + 0.25) as far away
 (cosine distance 0.78) as another photo or noise (0.81–0.83), a narrow well
 on a plateau; in eval mode all of them are within 0.11. Eight random
 restarts all start on that plateau (thin ResNet-18, best probe loss 0.6567
-against 0.6562 for one).
+against 0.6562 for one). In eval mode (`--config.client.train=False
+--config.attack.train=False`, lr 0.01, plateau schedule) the full-width
+network reached 17.89 dB (SSIM 0.79) on one photo in 400 iterations, 6 min
+38 s on this CPU.
 """
 
 from __future__ import annotations
