@@ -1,6 +1,7 @@
 """What BatchNorm's mode does to the gradient Inverting Gradients matches.
 
   python benchmarks/bn_landscape.py [--model=resnet18] [--victims=4] [--classes=10]
+      [--noise_db=100,80,60,40,30,20] [--batch=1] [--basin_steps=0]
 
 For each of the first `--victims` offline photos x (32×32×3, batch of one,
 untrained weights as in configs/ig.py), prints the cosine distance
@@ -15,10 +16,24 @@ mode keeps improving (BUILD_NOTES.md, "Inverting Gradients"). A distance
 near 0 for a changed image means the attacker cannot tell it from the
 truth; a distance near that of another photo means the loss is steep
 around the truth but gives a random start little to follow.
+
+Second table: the same distance for x + σ·n (Gaussian n, σ set by the PSNR
+of x′ against x, `--noise_db`), with `--batch` photos in the client's batch:
+how far from the truth the objective still tells images apart.
+
+`--basin_steps=N` > 0 adds the optimiser's view: Inverting Gradients
+(`inverting.run`, signed Adam at a step of `--basin_lr` × σ, TV 1e-4, plateau
+schedule) on the
+first photo, started at x + σ·n for each PSNR in `--basin_db` instead of
+noise, in both modes; it prints the matching loss at the start, the lowest
+loss seen, and the PSNR of the image the loop holds at the end. A start the
+optimiser improves on lies in the basin of the truth.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+import functools
 import os
 import sys
 
@@ -32,6 +47,7 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
+from dlg_jax.attacks import inverting
 from dlg_jax.attacks import objectives
 from dlg_jax.client import gradients
 
@@ -39,6 +55,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'resnet18', 'Model registry name.')
 flags.DEFINE_integer('victims', 4, 'Photos to average over.')
 flags.DEFINE_integer('classes', 10, 'Output classes.')
+flags.DEFINE_list('noise_db', ['100', '80', '60', '40', '30', '20'],
+                  'PSNRs of the Gaussian perturbations in the second table.')
+flags.DEFINE_integer('batch', 1, 'Photos in the client batch for the second table.')
+flags.DEFINE_integer('basin_steps', 0, 'IG iterations per start in the basin probe; 0 skips it.')
+flags.DEFINE_list('basin_db', ['45', '35', '25', '15'], 'Start PSNRs of the basin probe.')
+flags.DEFINE_float('basin_lr', 0.1, 'Signed-Adam step of the basin probe as a fraction of the '
+                   'start\'s σ (its RMS distance to the truth).')
 
 
 def changes(x: jax.Array, other: jax.Array, key: jax.Array) -> dict[str, jax.Array]:
@@ -74,6 +97,75 @@ def distances(model_name: str, num_victims: int, num_classes: int) -> dict[str, 
   return {mode: {k: float(np.mean(v)) for k, v in rows.items()} for mode, rows in out.items()}
 
 
+def _perturbed(x: jax.Array, psnr_db: float, key: jax.Array) -> jax.Array:
+  noise = jax.random.normal(key, x.shape)
+  return x + 10 ** (-psnr_db / 20) * noise / jnp.sqrt(jnp.mean(noise**2))
+
+
+def _setup(model_name: str, num_photos: int, num_classes: int):
+  photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_photos)
+  model = models.build({'name': model_name}, (32, 32, 3), num_classes)
+  variables = model.init(jax.random.key(0))
+  targets = jax.nn.one_hot(jnp.arange(num_photos) % num_classes, num_classes)
+  return model, variables, jnp.asarray(photos.images), targets
+
+
+def noise_distances(model_name: str, num_victims: int, batch: int, num_classes: int,
+                    psnrs: list[float]) -> dict[str, dict[float, float]]:
+  """{mode: {PSNR of x + σ·n: mean cosine distance}} over `num_victims` batches."""
+  model, variables, images, targets = _setup(model_name, num_victims * batch, num_classes)
+  out: dict[str, dict[float, float]] = {}
+  for mode in ('train', 'eval'):
+    shared = jax.jit(lambda x, t, train=(mode == 'train'): gradients.batch_gradients(
+        model, variables, x, t, train=train))
+    rows: dict[float, list[float]] = {}
+    for v in range(num_victims):
+      x, t = images[v * batch:(v + 1) * batch], targets[v * batch:(v + 1) * batch]
+      truth = shared(x, t)
+      for psnr in psnrs:
+        changed = _perturbed(x, psnr, jax.random.key(100 + v))
+        rows.setdefault(psnr, []).append(
+            float(objectives.cosine_distance(shared(changed, t), truth)))
+    out[mode] = {psnr: float(np.mean(d)) for psnr, d in rows.items()}
+  return out
+
+
+def basin(model_name: str, num_classes: int, starts: list[float], steps: int,
+          lr_scale: float) -> Iterator[tuple[str, float, float, float, float, float]]:
+  """Yields (mode, start PSNR, start loss, lowest loss, end loss, end PSNR) per start.
+
+  Each start compiles its own loop (minutes on a 2-core CPU), so rows are
+  yielded as they finish.
+
+  The step is `lr_scale` × σ of each start: a step fixed in pixels would
+  either walk out of a 45 dB start (σ = 0.006) or crawl from a 15 dB one.
+  """
+  model, variables, images, targets = _setup(model_name, 1, num_classes)
+  x, t = images[:1], targets[:1]
+  labels = jnp.argmax(t, axis=-1)[None]
+  config = {'steps': steps, 'chunk': max(1, steps // 4), 'restarts': 1,
+            'schedule': 'plateau', 'plateau_patience': 50, 'tol': 0.0}
+  psnr = lambda z: float(10 * np.log10(1.0 / np.mean((np.asarray(z) - np.asarray(x)) ** 2)))
+  for mode in ('train', 'eval'):
+    train = mode == 'train'
+    target = gradients.batch_gradients(model, variables, x, t, train=train)
+    loss_fn = functools.partial(inverting.lane_loss, model=model, train=train, tv=1e-4)
+    for db in starts:
+      start = jnp.clip(_perturbed(x, db, jax.random.key(7)), 0.0, 1.0)
+      last = []
+      result = inverting.run(
+          jax.random.key(0), {**config, 'lr': lr_scale * 10 ** (-db / 20)}, loss_fn=loss_fn,
+          init_z=lambda k, s=start: {'image': s}, project=inverting.box,
+          aux={'target': jax.tree.map(lambda g: g[None], target), 'labels': labels},
+          shared={'variables': variables},
+          progress=lambda it, state, snap: last.append(state.z['image'][0, 0]))
+      trace = np.asarray(result.loss_trace[0])
+      start_loss = float(loss_fn({'image': start}, {'target': target, 'labels': labels[0]},
+                                 variables=variables))
+      yield (mode, psnr(start), start_loss, float(np.nanmin(trace)),
+             float(trace[~np.isnan(trace)][-1]), psnr(last[-1]))
+
+
 def main(argv):
   del argv
   table = distances(FLAGS.model, FLAGS.victims, FLAGS.classes)
@@ -83,6 +175,22 @@ def main(argv):
   print(f'{"x′":<22}' + ''.join(f'{mode:>16}' for mode in table))
   for name in names:
     print(f'{name:<22}' + ''.join(f'{table[mode][name]:>16.4f}' for mode in table))
+  psnrs = [float(p) for p in FLAGS.noise_db]
+  sweep = noise_distances(FLAGS.model, FLAGS.victims, FLAGS.batch, FLAGS.classes, psnrs)
+  print(f'\nx′ = x + σ·n (Gaussian), batch of {FLAGS.batch}: cosine distance by PSNR of x′')
+  print(f'{"BatchNorm":<10}' + ''.join(f'{p:>10g} dB' for p in psnrs))
+  for mode, row in sweep.items():
+    print(f'{mode:<10}' + ''.join(f'{row[p]:>13.2e}' for p in psnrs))
+  if FLAGS.basin_steps > 0:
+    print(f'\nIG from x + σ·n, first photo, {FLAGS.basin_steps} iterations, '
+          f'step {FLAGS.basin_lr:g}·σ, plateau schedule')
+    print(f'{"BatchNorm":<10}{"start PSNR":>12}{"start loss":>12}{"lowest loss":>13}'
+          f'{"end loss":>10}{"end PSNR":>10}', flush=True)
+    for mode, db, l0, lmin, lend, end in basin(FLAGS.model, FLAGS.classes,
+                                               [float(d) for d in FLAGS.basin_db],
+                                               FLAGS.basin_steps, FLAGS.basin_lr):
+      print(f'{mode:<10}{db:>12.2f}{l0:>12.4f}{lmin:>13.4f}{lend:>10.4f}{end:>10.2f}',
+            flush=True)
 
 
 if __name__ == '__main__':

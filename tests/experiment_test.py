@@ -153,6 +153,16 @@ class InProcessSmokeTest(absltest.TestCase):
     self.assertEqual((config.model.name, config.data.num_victims, config.attack.schedule),
                      ('lenet', 16, 'plateau'))
 
+  def test_ig_eval_variant_switches_both_sides_to_running_statistics(self):
+    # A client in eval mode attacked by a train-mode attacker (or the reverse)
+    # would be a third threat model; ':eval' must switch both, on ResNet-18.
+    config = ig_config.get_config('eval')
+    inverting.check_config(config.attack)
+    self.assertEqual((config.model.name, config.client.train, config.attack.train),
+                     ('resnet18', False, False))
+    with self.assertRaisesRegex(ValueError, '":lenet", ":eval"'):
+      ig_config.get_config('evals')
+
 
 class MetricsTest(absltest.TestCase):
 
