@@ -32,9 +32,13 @@ def _one_line(error: BaseException, argv: list[str]) -> str:
     name = name.strip('\'"')
     bad = [a.split('=')[0] for a in argv[1:]
            if a.startswith('--config.') and name in a.split('=')[0].split('.')]
-    return (f'{bad[0] if bad else "--config"}: the config has no field {name!r}. '
+    flag = bad[0] if bad else '--config'
+    model_hint = (f' Other module fields of the model go in --config.model.options, e.g. '
+                  f'--config.model.options={name}=VALUE,act=sigmoid.'
+                  if flag.startswith('--config.model.') else '')
+    return (f'{flag}: the config has no field {name!r}. '
             + (' '.join(hint) + ' ' if hint else '')
-            + 'Overrides can only change fields the config file defines.')
+            + 'Overrides can only change fields the config file defines.' + model_hint)
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
   if isinstance(error, (SyntaxError, ImportError)):
     return f'the config file cannot be imported: {type(error).__name__}: {error}'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_collections
 
 
@@ -28,8 +30,7 @@ def base() -> ml_collections.ConfigDict:
   config.data.mean = ()  # for normalize='custom': one value or one per channel
   config.data.std = ()
 
-  # Model options are passed to the module; see dlg_jax/models.
-  config.model = ml_collections.ConfigDict({'name': 'lenet'})
+  config.model = model('lenet')
   # The weights the server sends (threat model; dlg_jax/weights.py):
   config.model_init = ml_collections.ConfigDict()
   config.model_init.source = 'random'  # random | checkpoint | train
@@ -86,6 +87,14 @@ def base() -> ml_collections.ConfigDict:
   config.attack.tol = 1e-12  # stop a lane once its matching loss is this small
   config.attack.train = True  # the BatchNorm mode the attacker assumes
   return config
+
+
+def model(name: str, **fields: Any) -> ml_collections.ConfigDict:
+  """A `model` config: the registry name, the module fields a config fixes, and
+  `options` ('width=16,act=sigmoid'), which takes any other module field from
+  the command line (a locked config cannot gain fields; see
+  dlg_jax.models.build)."""
+  return ml_collections.ConfigDict({'name': name, **fields, 'options': ''})
 
 
 def apply_arg(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:

@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base()
   config.sweep = 'defenses'  # launch.py hands configs with this field to dlg_jax.sweep
   config.data.num_victims = 8
-  config.model = ml_collections.ConfigDict({'name': 'lenet'})
+  config.model = common.model('lenet')
   del config.attack  # one attack config per entry of `attacks`
 
   config.attacks = ml_collections.ConfigDict()

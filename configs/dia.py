@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      f'{sorted(MODELS)} (":vit_small") or nothing.')
   config = common.base()
   config.data.num_victims = 4
-  config.model = ml_collections.ConfigDict({**MODELS[model], 'dropout_rate': 0.25})
+  config.model = common.model(**MODELS[model], dropout_rate=0.25)
   config.attack = attack_config('dia')
   # The code's 20,000 is an upper bound; on the MLP DIA is at 42 dB by 4,000.
   config.attack.steps = 4000

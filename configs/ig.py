@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.num_victims = 4
   # ResNet's default stem is 'cifar'; kept implicit so that
   # --config.model.name=lenet needs no other change.
-  config.model = ml_collections.ConfigDict({'name': 'resnet18'})
+  config.model = common.model('resnet18')
   config.attack = ml_collections.ConfigDict()
   config.attack.name = 'ig'
   config.attack.labels = 'idlg'  # idlg | known
@@ -96,7 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.attack.plateau_patience = 200
     return config
   if arg == 'lenet':
-    config.model = ml_collections.ConfigDict({'name': 'lenet'})
+    config.model = common.model('lenet')
     config.data.num_victims = 16
     config.attack.steps = 20_000
     config.attack.chunk = 1000
@@ -107,5 +107,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
   config = common.apply_arg(config, arg)
   if arg == 'smoke':
-    config.model = ml_collections.ConfigDict({'name': 'lenet'})
+    config.model = common.model('lenet')
   return config

@@ -50,9 +50,7 @@ def check(config: Mapping[str, Any]) -> None:
   """Validates the fields every run needs, before anything heavy happens."""
   registry.get(config['attack']['name'])
   weights.check(config.get('model_init', {}))
-  if config['model'].get('name') not in models.MODELS:
-    raise ValueError(f'unknown model {config["model"].get("name")!r}; '
-                     f'choose one of {sorted(models.MODELS)}.')
+  models.module_arguments(config['model'])
   data_lib.check_name(config['data']['name'])
   for section, field in (('data', 'num_victims'), ('client', 'batch_size')):
     value = config[section][field]

@@ -54,7 +54,9 @@ def threat_model(config: Mapping[str, Any]) -> list[str]:
     reveal.append('its dropout masks')
   lines = [
       f'Each of the {data["num_victims"]} victims trains the shared model '
-      f'<b>{html.escape(str(model.get("name")))}</b> on a private batch of '
+      f'<b>{html.escape(str(model.get("name")))}</b>'
+      + (f' ({html.escape(str(model.get("options")))})' if model.get('options') else '')
+      + ' on a private batch of '
       f'{client["batch_size"]} image(s) from <b>{html.escape(str(data["name"]))}</b> '
       f'({data["size"]}×{data["size"]}×{data["channels"]}, pixels in [0, 1]'
       + (f', normalised inside the model by {html.escape(str(data.get("normalize")))} statistics'

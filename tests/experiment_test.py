@@ -15,6 +15,7 @@ from configs import dlg as dlg_config
 from configs import idlg as idlg_config
 from configs import ig as ig_config
 from dlg_jax import experiment
+from dlg_jax import html_report
 from dlg_jax import metrics
 from dlg_jax.attacks import inverting
 
@@ -114,6 +115,10 @@ class LaunchTest(absltest.TestCase):
     cases = {
         'no such field': (['--config=configs/idlg.py:smoke', '--config.model.widht=16'],
                           "--config.model.widht: the config has no field 'widht'"),
+        'model field not in the file': (['--config=configs/ig.py', '--config.model.width=16'],
+                                        '--config.model.options=width=VALUE'),
+        'bad model option': (['--config=configs/idlg.py:smoke', '--config.model.options=widht=8'],
+                             "model 'lenet' has no option(s) ['widht']"),
         'bad :arg': (['--config=configs/idlg.py:smok'], "unknown config argument 'smok'"),
         'missing file': (['--config=configs/nope.py'],
                          "cannot load the config file 'configs/nope.py' (no such file)"),
@@ -152,6 +157,16 @@ class InProcessSmokeTest(absltest.TestCase):
     inverting.check_config(config.attack)
     self.assertEqual((config.model.name, config.data.num_victims, config.attack.schedule),
                      ('lenet', 16, 'plateau'))
+
+  def test_model_options_reach_the_threat_model_sentence(self):
+    config = ig_config.get_config()
+    self.assertEqual(config.model.options, '')
+    config.model.options = 'width=16'
+    experiment.check(config)
+    self.assertIn('<b>resnet18</b> (width=16)', html_report.threat_model(config.to_dict())[0])
+    config.model.options = 'widht=16'
+    with self.assertRaisesRegex(ValueError, r"has no option\(s\) \['widht'\]"):
+      experiment.check(config)
 
   def test_ig_eval_variant_switches_both_sides_to_running_statistics(self):
     # A client in eval mode attacked by a train-mode attacker (or the reverse)

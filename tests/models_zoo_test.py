@@ -263,6 +263,28 @@ class BuildTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, 'stem'):
       models.build({'name': 'resnet50', 'depth': 50}, (32, 32, 3), 10)
 
+  def test_options_text_sets_module_fields(self):
+    model = models.build({'name': 'resnet18', 'options': 'width=8, act=sigmoid, stem=imagenet'},
+                         (32, 32, 3), 10)
+    self.assertEqual((model.module.width, model.module.act, model.module.stem),
+                     (8, 'sigmoid', 'imagenet'))
+    model = models.build({'name': 'mlp', 'options': 'hidden_sizes=(16, 8)'}, (8, 8, 1), 3)
+    self.assertEqual(model.module.hidden_sizes, (16, 8))
+    self.assertEqual(models.build({'name': 'lenet', 'options': ''}, (32, 32, 3), 10).module,
+                     models.build({'name': 'lenet'}, (32, 32, 3), 10).module)
+
+  def test_bad_options_say_what_to_write(self):
+    cases = {
+        'not keyword=value': ('width', 'must look like "width=16,act=sigmoid"'),
+        'not a literal': ('width=int(3)', 'must look like'),
+        'unknown field': ('depth=50', r"has no option\(s\) \['depth'\]"),
+        'given twice': ('width=8', 'set both as fields and in model.options'),
+    }
+    for case, (text, message) in cases.items():
+      with self.subTest(case), self.assertRaisesRegex(ValueError, message):
+        models.build({'name': 'resnet18', 'width': 16, 'options': text} if case == 'given twice'
+                     else {'name': 'resnet18', 'options': text}, (32, 32, 3), 10)
+
   def test_registry_values_are_dataclass_modules(self):
     # `build` validates options with dataclasses.fields, so no partials.
     for name, cls in models.MODELS.items():

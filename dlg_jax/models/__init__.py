@@ -12,6 +12,7 @@ linen plumbing so that callers only see plain pytrees:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import Any, Callable, Mapping
 
@@ -106,19 +107,61 @@ class Model:
     return self.module.apply(variables, x, train=train)
 
 
-def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
-          num_classes: int) -> Model:
-  """Builds `config.name` with the remaining config fields as its arguments.
+def parse_options(text: str) -> dict[str, Any]:
+  """Keyword arguments from 'width=16,act=sigmoid,hidden_sizes=(64, 64)'.
+
+  Values are Python literals; a bare word is a string, so shells need no
+  nested quotes.
+
+  >>> parse_options('width=16, act=sigmoid, hidden_sizes=(64, 64)')
+  {'width': 16, 'act': 'sigmoid', 'hidden_sizes': (64, 64)}
+  """
+  if not text.strip():
+    return {}
+  bad = ValueError(f'model.options must look like "width=16,act=sigmoid" (Python literals '
+                   f'or bare words), got {text!r}.')
+  try:
+    call = ast.parse(f'f({text})', mode='eval').body
+  except SyntaxError as e:
+    raise bad from e
+  if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+    raise bad
+  out = {}
+  for keyword in call.keywords:
+    if isinstance(keyword.value, ast.Name):
+      out[keyword.arg] = keyword.value.id
+      continue
+    try:
+      out[keyword.arg] = ast.literal_eval(keyword.value)
+    except ValueError as e:
+      raise bad from e
+  return out
+
+
+def module_arguments(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+  """(registry name, keyword arguments of its module) from a `model` config.
+
+  The fields besides 'name' are the arguments; `config.options` (optional)
+  adds more, as text (`parse_options`), so that
+  `--config.model.options=width=16,act=sigmoid` works on a locked config
+  whose file lists only the model's name. Builds nothing, so runs can check
+  their model before any data or compilation.
 
   Raises:
-    ValueError: an unknown model name or field, listing the choices.
+    ValueError: an unknown model name or field, listing the choices; a bad
+      options string; an option given both ways; a dropout rate outside [0, 1).
   """
   config = dict(config)
   name = config.pop('name', None)
   if name not in MODELS:
     raise ValueError(f'unknown model {name!r}; choose one of {sorted(MODELS)}.')
-  cls = MODELS[name]
-  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  options = parse_options(config.pop('options', '') or '')
+  both = sorted(set(options) & set(config))
+  if both:
+    raise ValueError(f'model option(s) {both} are set both as fields and in model.options; '
+                     'set each once.')
+  config.update(options)
+  fields = {f.name for f in dataclasses.fields(MODELS[name])} - {'parent', 'name'}
   unknown = set(config) - fields
   if unknown:
     raise ValueError(f'model {name!r} has no option(s) {sorted(unknown)}; '
@@ -126,6 +169,18 @@ def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
   for key, value in config.items():
     if key.endswith('dropout_rate') and not 0.0 <= float(value) < 1.0:
       raise ValueError(f'model.{key} must be in [0, 1), got {value}.')
+  return name, config
+
+
+def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
+          num_classes: int) -> Model:
+  """Builds `config.name` with its arguments (`module_arguments`).
+
+  Raises:
+    ValueError: as `module_arguments`.
+  """
+  name, config = module_arguments(config)
+  cls = MODELS[name]
   module = cls(num_classes=num_classes, **config)
   return Model(name=name, module=module, input_shape=tuple(input_shape),
                num_classes=num_classes)
