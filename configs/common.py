@@ -90,10 +90,12 @@ def base() -> ml_collections.ConfigDict:
 
 
 def model(name: str, **fields: Any) -> ml_collections.ConfigDict:
-  """A `model` config: the registry name, the module fields a config fixes, and
-  `options` ('width=16,act=sigmoid'), which takes any other module field from
-  the command line (a locked config cannot gain fields; see
-  dlg_jax.models.build)."""
+  """A `model` config: registry name, the module fields this config fixes, options.
+
+  `options` ('width=16,act=sigmoid') takes any other module field from the
+  command line, since a locked config cannot gain fields
+  (`dlg_jax.models.module_arguments`).
+  """
   return ml_collections.ConfigDict({'name': name, **fields, 'options': ''})
 
 

@@ -25,13 +25,13 @@ ResNet-18 in train mode (this config unchanged) does not reach the ≥ 18 dB
 target, and the measurements below say more iterations would not: on one
 NVIDIA H100 (session 4, `benchmarks/issue3_gpu.sh`, ≈25 iterations/s) mean
 PSNR stayed at 7.2 dB for 9,000 iterations (cosine loss 0.70) and was 8.2 dB
-at 11,000; with steps=4000, 8.7 dB. On this CPU an iteration of the 4 victims takes
-4.5–7.5 s. `python benchmarks/bn_landscape.py` shows why (BUILD_NOTES.md,
-"Train mode: the shared gradient is ≈300× more sensitive"): with BatchNorm
-normalising each channel by the image's own statistics, a change of the
-image at 60 dB PSNR moves the shared gradient as far (cosine distance 0.12)
-as another photo does in eval mode (0.11), and from 40 dB on the objective
-sits near its plateau (0.55–0.82). Random restarts all start on that
+at 11,000; with steps=4000, 8.7 dB. On this CPU an iteration of the 4
+victims takes 4.5–7.5 s. `python benchmarks/bn_landscape.py` shows why
+(BUILD_NOTES.md, "Train mode: the shared gradient is ≈300× more
+sensitive"): with BatchNorm normalising each channel by the image's own
+statistics, a change of the image at 60 dB PSNR moves the shared gradient
+as far (cosine distance 0.12) as another photo does in eval mode (0.11),
+and from 40 dB on the objective sits near its plateau (0.55–0.82). Random restarts all start on that
 plateau, and IG started at 15.8 dB from the truth drifts down to 13.3 dB in
 train mode while it climbs to 18.2 dB in eval mode.
 

@@ -279,6 +279,8 @@ class BuildTest(absltest.TestCase):
         'not a literal': ('width=int(3)', 'must look like'),
         'unknown field': ('depth=50', r"has no option\(s\) \['depth'\]"),
         'given twice': ('width=8', 'set both as fields and in model.options'),
+        'wrong type': ('width=sixteen', 'needs width of type int'),
+        'not settable from text': ('block=BasicBlock', 'cannot set block'),
     }
     for case, (text, message) in cases.items():
       with self.subTest(case), self.assertRaisesRegex(ValueError, message):

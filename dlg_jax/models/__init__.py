@@ -161,15 +161,45 @@ def module_arguments(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     raise ValueError(f'model option(s) {both} are set both as fields and in model.options; '
                      'set each once.')
   config.update(options)
-  fields = {f.name for f in dataclasses.fields(MODELS[name])} - {'parent', 'name'}
-  unknown = set(config) - fields
+  types = {f.name: f.type for f in dataclasses.fields(MODELS[name])
+           if f.name not in ('parent', 'name', 'num_classes')}
+  unknown = set(config) - set(types)
   if unknown:
     raise ValueError(f'model {name!r} has no option(s) {sorted(unknown)}; '
-                     f'its options are {sorted(fields - {"num_classes"})}.')
+                     f'its options are {sorted(types)}.')
+  for key, value in options.items():
+    if types[key] not in _TEXT_TYPES:
+      raise ValueError(f'model.options cannot set {key} ({types[key]}) of {name}; the '
+                       'registry names its variants.')
+    if not _has_type(value, types[key]):
+      raise ValueError(f'model.options: {name} needs {key} of type {types[key]}, '
+                       f'got {value!r}.')
   for key, value in config.items():
-    if key.endswith('dropout_rate') and not 0.0 <= float(value) < 1.0:
-      raise ValueError(f'model.{key} must be in [0, 1), got {value}.')
+    if key.endswith('dropout_rate') and not (
+        _has_type(value, 'float') and 0.0 <= float(value) < 1.0):
+      raise ValueError(f'model.{key} must be a number in [0, 1), got {value!r}.')
   return name, config
+
+
+# Module field annotations (strings, under `from __future__ import
+# annotations`) that text options can fill, and the Python types they take.
+_TEXT_TYPES = {'int': (int,), 'float': (int, float), 'str': (str,), 'bool': (bool,),
+               'tuple[int, ...]': (tuple,)}
+
+
+def _has_type(value: Any, annotation: Any) -> bool:
+  """Whether `value` fits a module field annotated `annotation`.
+
+  Fields of other types (a ResNet's block class) cannot come from text.
+  """
+  allowed = _TEXT_TYPES.get(annotation if isinstance(annotation, str) else '')
+  if allowed is None:
+    return False
+  if isinstance(value, bool) and annotation != 'bool':
+    return False
+  if annotation == 'tuple[int, ...]':
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+  return isinstance(value, allowed)
 
 
 def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
