@@ -81,13 +81,23 @@ def changes(x: jax.Array, other: jax.Array, key: jax.Array) -> dict[str, jax.Arr
   }
 
 
-def distances(model_name: str, num_victims: int, num_classes: int) -> dict[str, dict[str, float]]:
-  """{mode: {change: mean cosine distance}} and the mean PSNR of each change."""
-  photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_victims + 1)
+def _setup(model_name: str, num_photos: int, num_classes: int):
+  """(model, untrained variables, photos, their labels), as configs/ig.py sets them up."""
+  photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_photos)
   model = models.build({'name': model_name}, (32, 32, 3), num_classes)
   variables = model.init(jax.random.key(0))
-  images = jnp.asarray(photos.images)
-  targets = jax.nn.one_hot(jnp.asarray(photos.labels) % num_classes, num_classes)
+  return model, variables, jnp.asarray(photos.images), jnp.asarray(photos.labels)
+
+
+def _distinct_targets(num_photos: int, num_classes: int) -> jax.Array:
+  # One class per photo of a batch, as batch label recovery assumes.
+  return jax.nn.one_hot(jnp.arange(num_photos) % num_classes, num_classes)
+
+
+def distances(model_name: str, num_victims: int, num_classes: int) -> dict[str, dict[str, float]]:
+  """{mode: {change: mean cosine distance}} and the mean PSNR of each change."""
+  model, variables, images, labels = _setup(model_name, num_victims + 1, num_classes)
+  targets = jax.nn.one_hot(labels % num_classes, num_classes)
   out: dict[str, dict[str, list[float]]] = {'train': {}, 'eval': {}, 'PSNR of x′ (dB)': {}}
   for mode in ('train', 'eval'):
     shared = jax.jit(lambda x, t, train=(mode == 'train'): gradients.batch_gradients(
@@ -108,18 +118,11 @@ def _perturbed(x: jax.Array, psnr_db: float, key: jax.Array) -> jax.Array:
   return x + 10 ** (-psnr_db / 20) * noise / jnp.sqrt(jnp.mean(noise**2))
 
 
-def _setup(model_name: str, num_photos: int, num_classes: int):
-  photos = data.load({'name': 'photos', 'size': 32, 'channels': 3}, num_photos)
-  model = models.build({'name': model_name}, (32, 32, 3), num_classes)
-  variables = model.init(jax.random.key(0))
-  targets = jax.nn.one_hot(jnp.arange(num_photos) % num_classes, num_classes)
-  return model, variables, jnp.asarray(photos.images), targets
-
-
 def noise_distances(model_name: str, num_victims: int, batch: int, num_classes: int,
                     psnrs: list[float]) -> dict[str, dict[float, float]]:
   """{mode: {PSNR of x + σ·n: mean cosine distance}} over `num_victims` batches."""
-  model, variables, images, targets = _setup(model_name, num_victims * batch, num_classes)
+  model, variables, images, _ = _setup(model_name, num_victims * batch, num_classes)
+  targets = _distinct_targets(num_victims * batch, num_classes)
   out: dict[str, dict[float, float]] = {}
   for mode in ('train', 'eval'):
     shared = jax.jit(lambda x, t, train=(mode == 'train'): gradients.batch_gradients(
@@ -146,8 +149,8 @@ def basin(model_name: str, num_classes: int, starts: list[float], steps: int,
   The step is `lr_scale` × σ of each start: a step fixed in pixels would
   either walk out of a 45 dB start (σ = 0.006) or crawl from a 15 dB one.
   """
-  model, variables, images, targets = _setup(model_name, 1, num_classes)
-  x, t = images[:1], targets[:1]
+  model, variables, images, _ = _setup(model_name, 1, num_classes)
+  x, t = images[:1], _distinct_targets(1, num_classes)
   labels = jnp.argmax(t, axis=-1)[None]
   config = {'steps': steps, 'chunk': max(1, steps // 4), 'restarts': 1,
             'schedule': 'plateau', 'plateau_patience': 50, 'tol': 0.0}
