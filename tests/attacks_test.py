@@ -16,7 +16,11 @@ from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
 from dlg_jax.attacks import inverting
 from dlg_jax.attacks import labels
+from dlg_jax.attacks import losses
 from dlg_jax.attacks import optimize
+from dlg_jax.attacks import registry
+from dlg_jax.attacks import solvers
+from dlg_jax.client import protocol
 from dlg_jax.client import simulate
 from dlg_jax.types import Private
 
@@ -46,17 +50,28 @@ class ObjectiveTest(absltest.TestCase):
     model, variables, update, truth = _setup(num_victims=1)
     target = jax.tree.map(lambda g: g[0], update.gradients)
     aux = {'target': target, 'labels': truth.labels[0]}
-    known = dlg._lane_loss({'image': truth.images[0]}, aux, model=model, variables=variables,
-                           train=True, distance='l2', label_mode='known')
+    loss = functools.partial(losses.matching_loss, model=model, variables=variables,
+                             train=True, protocol=protocol.FEDSGD, distance='l2')
+    known = loss({'image': truth.images[0]}, aux)
     self.assertLess(float(known), 1e-10)  # float32 rounding of two compiled programs
     # DLG's soft label: a confident logit for the true class is (almost) exact.
     logits = 30.0 * jax.nn.one_hot(truth.labels[0], CLASSES)
-    soft = dlg._lane_loss({'image': truth.images[0], 'label_logits': logits}, aux, model=model,
-                          variables=variables, train=True, distance='l2', label_mode='optimize')
+    soft = loss({'image': truth.images[0], 'label_logits': logits}, aux)
     self.assertLess(float(soft), 1e-8)
-    wrong = dlg._lane_loss({'image': truth.images[0] * 0.5}, aux, model=model,
-                           variables=variables, train=True, distance='l2', label_mode='known')
+    wrong = loss({'image': truth.images[0] * 0.5}, aux)
     self.assertGreater(float(wrong), 1e-4)
+
+  def test_zero_weight_terms_are_not_computed(self):
+    # tv = 0 and mask_weight = 0 must leave the objective's program as it is
+    # (the attacks' recorded numbers depend on it), not add 0 × a term.
+    model, variables, update, truth = _setup(num_victims=1)
+    aux = {'target': jax.tree.map(lambda g: g[0], update.gradients), 'labels': truth.labels[0]}
+    text = lambda **terms: jax.jit(functools.partial(
+        losses.matching_loss, model=model, variables=variables, train=True,
+        protocol=protocol.FEDSGD, distance='cosine', **terms)).lower(
+            {'image': truth.images[0]}, aux).as_text()
+    self.assertEqual(text(tv=0.0, mask_weight=0.0, rate=0.25), text())
+    self.assertNotEqual(text(tv=1e-4), text())
 
 
 class LabelTest(absltest.TestCase):
@@ -71,7 +86,7 @@ class LabelTest(absltest.TestCase):
         true = jnp.asarray(rng.integers(0, CLASSES, size=(8, 1)), jnp.int32)
         update, _, _ = simulate.client_update(model, variables, Private(images, true),
                                               jax.random.key(seed), {'train': True})
-        got = dlg.recover_labels(update, 'idlg')
+        got = labels.recover_labels(update, 'idlg')
         np.testing.assert_array_equal(got, true, err_msg=f'{name} seed {seed}')
 
   def test_classifier_path_skips_aux_heads(self):
@@ -88,7 +103,7 @@ class LabelTest(absltest.TestCase):
                                           Private(images, jnp.zeros((1, 2), jnp.int32)),
                                           jax.random.key(0), {'train': True})
     with self.assertRaisesRegex(ValueError, 'batch size 2.*needs the model'):
-      dlg.recover_labels(update, 'idlg')
+      labels.recover_labels(update, 'idlg')
 
 
 class AttackTest(absltest.TestCase):
@@ -172,13 +187,40 @@ class AttackTest(absltest.TestCase):
                   _attack_config(labels='known'))
 
 
+class RegistryTest(absltest.TestCase):
+
+  def test_complete_names_the_field_and_its_choices(self):
+    with self.assertRaisesRegex(
+        ValueError, r"attack\.linesearch must be one of \('backtracking', 'zoom'\), got 'zom'"):
+      registry.complete({'name': 'idlg', 'linesearch': 'zom'})
+    with self.assertRaisesRegex(ValueError, r"unknown attack 'dlgg'; choose one of \[.*'dlg'"):
+      registry.complete({'name': 'dlgg'})
+
+  def test_every_attacks_defaults_pass_its_check(self):
+    for name, attack in registry.ATTACKS.items():
+      with self.subTest(name):
+        self.assertEqual(attack.name, name)
+        self.assertEqual(registry.defaults(name)['name'], name)
+        attack.check(registry.defaults(name))
+        self.assertEqual(registry.complete({'name': name}), registry.defaults(name))
+
+  def test_complete_overlays_the_config_and_defaults_are_fresh_copies(self):
+    filled = registry.complete({'name': 'dlg', 'steps': 7, 'extra': 1})
+    self.assertEqual((filled['steps'], filled['extra'], filled['memory']), (7, 1, 100))
+    copy = registry.defaults('dlg')
+    copy['steps'] = 1
+    self.assertEqual(registry.defaults('dlg')['steps'], 2500)
+    self.assertIsNot(registry.defaults('dlg'), registry.get('dlg').defaults)
+
+
 class InvertingGradientsTest(absltest.TestCase):
 
   def test_cosine_objective_is_zero_at_the_truth(self):
     model, variables, update, truth = _setup(num_victims=1)
     aux = {'target': jax.tree.map(lambda g: g[0], update.gradients), 'labels': truth.labels[0]}
-    loss = inverting.lane_loss({'image': truth.images[0]}, aux, model=model,
-                                variables=variables, train=True, tv=0.0)
+    loss = losses.matching_loss({'image': truth.images[0]}, aux, model=model,
+                                variables=variables, train=True, protocol=protocol.FEDSGD,
+                                distance='cosine')
     self.assertLess(abs(float(loss)), 1e-6)
 
   def test_signed_adam_keeps_pixels_boxed_and_lowers_the_loss(self):
@@ -193,7 +235,7 @@ class InvertingGradientsTest(absltest.TestCase):
       inverting.attack(update, model, variables, jax.random.key(0), {**config, 'labels': 'optimize'})
 
   def test_lr_drops_at_three_eighths_five_eighths_seven_eighths(self):
-    schedule = inverting.lr_schedule(0.1, 800)
+    schedule = solvers.lr_schedule(0.1, 800)
     np.testing.assert_allclose([schedule(i) for i in (0, 299, 300, 500, 700, 799)],
                                [0.1, 0.1, 0.01, 0.001, 1e-4, 1e-4], rtol=1e-5)
 
@@ -259,8 +301,8 @@ class SharedArgumentsTest(absltest.TestCase):
     # (minutes of compile time for a ResNet, a new program per seed).
     model, variables, update, _ = _setup()
     other = model.init(jax.random.key(7))
-    loss_fn = functools.partial(dlg._lane_loss, model=model, train=True, distance='l2',
-                                label_mode='idlg')
+    loss_fn = functools.partial(losses.matching_loss, model=model, train=True,
+                                protocol=protocol.FEDSGD, distance='l2')
     opt = optimize.lbfgs(3, 5, form='compact')
     aux = {'target': update.gradients, 'labels': jnp.zeros((2, 1), jnp.int32)}
     z = {'image': jnp.full((2, 1, 1, SIZE, SIZE, 3), 0.5)}

@@ -1,5 +1,8 @@
 """Dropout as data, DIA and WIIG: the properties issue 4 names."""
 
+import functools
+from unittest import mock
+
 from absl.testing import absltest
 import chex
 import jax
@@ -9,8 +12,11 @@ import numpy as np
 from dlg_jax import data
 from dlg_jax import models
 from dlg_jax.attacks import dia
-from dlg_jax.attacks import inverting
+from dlg_jax.attacks import losses
+from dlg_jax.attacks import objectives
+from dlg_jax.attacks import optimize
 from dlg_jax.attacks import registry
+from dlg_jax.client import protocol
 from dlg_jax.client import simulate
 from dlg_jax.models import layers
 from dlg_jax.types import Private
@@ -77,17 +83,16 @@ class ObjectiveTest(absltest.TestCase):
     model, variables, update, truth, masks = _setup()
     aux = {'target': jax.tree.map(lambda g: g[0], update.gradients), 'labels': truth.labels[0]}
     true_z = {'image': truth.images[0], 'masks': jax.tree.map(lambda m: m[0], masks)}
-    kwargs = dict(model=model, variables=variables, train=True, tv=0.0, mask_weight=0.0,
-                  rate=RATE)
-    self.assertLess(abs(float(dia.lane_loss(true_z, aux, **kwargs))), 1e-6)
+    loss = functools.partial(losses.matching_loss, model=model, variables=variables,
+                             train=True, protocol=protocol.FEDSGD, distance='cosine')
+    self.assertLess(abs(float(loss(true_z, aux, mask_weight=0.0, rate=RATE))), 1e-6)
     # The deterministic model (what IG assumes) does not match the shared gradient.
-    ig = inverting.lane_loss({'image': truth.images[0]}, aux, model=model, variables=variables,
-                             train=True, tv=0.0)
+    ig = loss({'image': truth.images[0]}, aux)
     self.assertGreater(float(ig), 1e-3)
 
   def test_mask_prior_measures_each_sites_drop_fraction(self):
     masks = {'a': jnp.ones((1, 8)), 'b': jnp.array([[1.0, 0.0, 1.0, 1.0]])}
-    np.testing.assert_allclose(dia.mask_penalty(masks, 0.25), 0.25 + 0.0, rtol=1e-6)
+    np.testing.assert_allclose(objectives.mask_penalty(masks, 0.25), 0.25 + 0.0, rtol=1e-6)
 
   def test_clamp_keeps_pixels_and_masks_in_unit_interval(self):
     z = {'image': jnp.array([-0.5, 0.5, 1.5]), 'masks': {'m': jnp.array([-2.0, 0.3, 4.0])}}
@@ -104,7 +109,7 @@ class AttackTest(absltest.TestCase):
     z = dia.init_lane_variables(jax.random.key(0), shape=(1, SIZE, SIZE, 3),
                                 num_classes=CLASSES, init='randn', template=template, rate=RATE)
     chex.assert_trees_all_equal_shapes(z['masks'], template)
-    r = registry.get('dia')(update, model, variables, jax.random.key(0), _config())
+    r = registry.get('dia').run(update, model, variables, jax.random.key(0), _config())
     self.assertTrue(np.all(np.nanmin(r.loss_trace, axis=1) < r.loss_trace[:, 0]))
     self.assertTrue(np.all((np.asarray(r.images) >= 0) & (np.asarray(r.images) <= 1)))
     # The optimiser's masks after a step, clamped.
@@ -115,17 +120,17 @@ class AttackTest(absltest.TestCase):
 
   def test_at_rate_zero_dia_is_ig(self):
     model, variables, update, _, _ = _setup(rate=0.0)
-    a = registry.get('dia')(update, model, variables, jax.random.key(3), _config())
-    b = registry.get('ig')(update, model, variables, jax.random.key(3), _config())
+    a = registry.get('dia').run(update, model, variables, jax.random.key(3), _config())
+    b = registry.get('ig').run(update, model, variables, jax.random.key(3), _config())
     chex.assert_trees_all_close(a.images, b.images)
 
   def test_wiig_needs_the_revealed_masks(self):
     model, variables, update, _, _ = _setup()
     with self.assertRaisesRegex(ValueError, 'reveal_masks'):
-      registry.get('wiig')(update, model, variables, jax.random.key(0), _config())
+      registry.get('wiig').run(update, model, variables, jax.random.key(0), _config())
     model, variables, update, _, masks = _setup(reveal_masks=True)
     chex.assert_trees_all_equal(update.known_masks, masks)
-    r = registry.get('wiig')(update, model, variables, jax.random.key(0), _config())
+    r = registry.get('wiig').run(update, model, variables, jax.random.key(0), _config())
     self.assertFalse(np.any(r.diverged))
 
   def test_lbfgs_variant_lowers_the_matching_loss(self):
@@ -135,16 +140,39 @@ class AttackTest(absltest.TestCase):
                   linesearch_steps=5, tol=0.0, train=True, mask_weight=1e-4)
     for name in ('dia', 'wiig'):
       with self.subTest(name):
-        r = registry.get(name)(update, model, variables, jax.random.key(0), config)
+        r = registry.get(name).run(update, model, variables, jax.random.key(0), config)
         self.assertTrue(np.all(np.nanmin(r.loss_trace, axis=1) < r.loss_trace[:, 0]))
     with self.assertRaisesRegex(ValueError, 'attack.optimizer'):
-      registry.get('dia')(update, model, variables, jax.random.key(0),
+      registry.get('dia').run(update, model, variables, jax.random.key(0),
                           {**config, 'optimizer': 'sgd'})
+
+  def test_lbfgs_variant_honours_lbfgs_form(self):
+    # DIA's L-BFGS once built its solver without the form (the two-loop
+    # direction) while DLG ran the compact one; now one solver serves both.
+    model, variables, update, _, _ = _setup(num_victims=1)
+    config = dict(optimizer='lbfgs', steps=2, chunk=2, memory=3, linesearch_steps=3)
+    for overrides, form in (({}, 'compact'), ({'lbfgs_form': 'two_loop'}, 'two_loop')):
+      with self.subTest(form), mock.patch.object(optimize, 'lbfgs',
+                                                 wraps=optimize.lbfgs) as lbfgs:
+        registry.get('dia').run(update, model, variables, jax.random.key(0),
+                                {**config, **overrides})
+        self.assertEqual(lbfgs.call_args.kwargs['form'], form)
+    with self.assertRaisesRegex(ValueError, 'attack.lbfgs_form'):
+      registry.get('dia').run(update, model, variables, jax.random.key(0),
+                              {**config, 'lbfgs_form': 'dense'})
+
+  def test_lbfgs_variant_takes_the_lbfgs_solvers_defaults(self):
+    lbfgs = registry.complete({'name': 'dia', 'optimizer': 'lbfgs'})
+    for field in ('steps', 'chunk', 'tol', 'block_victims', 'lbfgs_form', 'memory'):
+      self.assertEqual(lbfgs[field], registry.defaults('idlg')[field], field)
+    adam = registry.complete({'name': 'dia'})
+    for field in ('steps', 'chunk', 'tol', 'block_victims', 'lr', 'schedule'):
+      self.assertEqual(adam[field], registry.defaults('ig')[field], field)
 
   def test_early_stop_ends_a_flat_run(self):
     model, variables, update, _, _ = _setup()
     # lr 0: nothing improves after the first step, so patience 3 stops each lane.
-    r = registry.get('dia')(update, model, variables, jax.random.key(0),
+    r = registry.get('dia').run(update, model, variables, jax.random.key(0),
                             _config(lr=1e-30, steps=30, stop_patience=3))
     self.assertTrue(np.all(np.asarray(r.iterations) <= 6))
 

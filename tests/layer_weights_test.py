@@ -7,8 +7,11 @@ import numpy as np
 
 from dlg_jax import models
 from dlg_jax.attacks import inverting
+from dlg_jax.attacks import losses
 from dlg_jax.attacks import objectives
+from dlg_jax.attacks import registry
 from dlg_jax.client import gradients
+from dlg_jax.client import protocol
 
 SIZE, CLASSES = 16, 4
 
@@ -68,8 +71,7 @@ class WeightedCosineTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, '>= 0 with one > 0'):
       objectives.layer_weights((1.0, -1.0, 0.0), 3)
     with self.assertRaisesRegex(ValueError, 'attack.layer_weights'):
-      inverting.check_config(dict(labels='idlg', init='rand', steps=1, restarts=1, chunk=1,
-                                  lr=0.1, tv=0.0, layer_weights='first'))
+      registry.complete({'name': 'ig', 'layer_weights': 'first'})
 
 
 class UseOrderTest(absltest.TestCase):
@@ -96,8 +98,9 @@ class UseOrderTest(absltest.TestCase):
     self.assertEqual(max(weights), 1.0)
     # Both weightings in one compiled program (eager second-order grads are slow).
     loss = jax.jit(lambda z: jnp.stack([
-        inverting.lane_loss(z, {'target': target, 'labels': labels}, model=model,
-                            variables=variables, train=True, tv=0.0, layer_weights=w)
+        losses.matching_loss(z, {'target': target, 'labels': labels}, model=model,
+                             variables=variables, train=True, protocol=protocol.FEDSGD,
+                             distance='cosine', layer_weights=w)
         for w in (weights, None)]))
     at_truth, plain_at_truth = loss({'image': image})
     self.assertLess(abs(float(at_truth)), 1e-5)

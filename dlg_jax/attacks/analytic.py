@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlg_jax.attacks import dlg
+from dlg_jax.attacks import labels as labels_lib
+from dlg_jax.attacks import solvers
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.types import AttackResult, ClientUpdate, PyTree
 
@@ -31,15 +33,15 @@ def input_layer(grads: PyTree, input_size: int) -> tuple[str, ...]:
   """Path of the dense layer whose kernel reads the flattened input.
 
   Raises:
-    ValueError: no dense layer with a bias takes all `input_size` inputs.
+    ConfigError: no dense layer with a bias takes all `input_size` inputs.
   """
   flat = traverse_util.flatten_dict(grads)
   for path, leaf in flat.items():
     if (path[-1] == 'kernel' and leaf.ndim == 2 and leaf.shape[0] == input_size
         and path[:-1] + ('bias',) in flat):
       return path[:-1]
-  raise ValueError('the analytic attack needs a dense layer with a bias on the flattened '
-                   f'input ({input_size} features), e.g. model.name="mlp"; none was found.')
+  raise ConfigError('the analytic attack needs a dense layer with a bias on the flattened '
+                    f'input ({input_size} features), e.g. model.name="mlp"; none was found.')
 
 
 def invert_dense(kernel_grad: jax.Array, bias_grad: jax.Array) -> jax.Array:
@@ -52,18 +54,30 @@ def invert_dense(kernel_grad: jax.Array, bias_grad: jax.Array) -> jax.Array:
   return kernel_grad @ bias_grad / jnp.sum(bias_grad ** 2)
 
 
+LABEL_MODES = ('idlg', 'known')
+DEFAULTS = {'labels': 'idlg'}  # idlg: read off the output layer | known: revealed
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+  """Raises ConfigError naming `attack.labels` for a mode the closed form cannot use."""
+  if config['labels'] not in LABEL_MODES:
+    raise ConfigError(f'attack.labels for the analytic inversion must be one of {LABEL_MODES}, '
+                      f'got {config["labels"]!r}.')
+
+
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
            config: Mapping[str, Any], progress=None) -> AttackResult:
   """Recovers each victim's single image exactly from its first dense layer.
 
   Args:
-    config: `attack` config: labels ('idlg' | 'known').
+    config: `attack` config: labels ('idlg' | 'known'; default `DEFAULTS`).
   """
   del variables, key, progress  # closed form: nothing to optimise
+  config = solvers.complete(DEFAULTS, config, check_config)
   if update.batch_size != 1:
-    raise ValueError(f'the analytic inversion recovers one image per gradient; the batch size '
-                     f'is {update.batch_size}. Use an optimisation attack for batches.')
-  labels = dlg.recover_labels(update, config.get('labels', 'idlg'), model=model)
+    raise ConfigError(f'the analytic inversion recovers one image per gradient; the batch size '
+                      f'is {update.batch_size}. Use an optimisation attack for batches.')
+  labels = labels_lib.recover_labels(update, config['labels'], model=model)
   size = int(np.prod(update.input_shape))
   layer = input_layer(jax.tree.map(lambda g: g[0], update.gradients), size)
   flat = traverse_util.flatten_dict(update.gradients)

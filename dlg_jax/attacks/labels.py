@@ -1,16 +1,28 @@
 """Label recovery from the shared gradient of the classifier layer.
 
 `idlg_label` reads one example's label (iDLG); `batch_labels` reads the B
-labels of a batch (Yin et al.'s negative rows + Geng et al.'s counts).
+labels of a batch (Yin et al.'s negative rows + Geng et al.'s counts);
+`recover_labels` is what an attack fixes before optimising, by its
+`attack.labels` mode.
 """
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import flax.traverse_util as traverse_util
 import jax
 import jax.numpy as jnp
 
-from dlg_jax.types import PyTree
+from dlg_jax.errors import ConfigError
+from dlg_jax.types import ClientUpdate, PyTree
+
+# attack.labels: 'optimize' (DLG's dummy label logits), 'idlg' (read off the
+# output layer's gradient; the batch rule for B > 1), 'known' (revealed).
+LABEL_MODES = ('optimize', 'idlg', 'known')
+# Folded into the attacker's key for the dummy inputs of batch label recovery;
+# victim indices (folded in for the lanes) stay far below it.
+LABEL_STREAM = 0x7FFFFFFF
 
 
 def classifier_path(params: PyTree, num_classes: int) -> tuple[str, ...]:
@@ -20,14 +32,14 @@ def classifier_path(params: PyTree, num_classes: int) -> tuple[str, ...]:
   the last in key order wins (gradients come back with sorted keys).
 
   Raises:
-    ValueError: no dense output layer with `num_classes` units exists.
+    ConfigError: no dense output layer with `num_classes` units exists.
   """
   flat = traverse_util.flatten_dict(params)
   candidates = [path for path, leaf in flat.items()
                 if path[-1] == 'kernel' and leaf.ndim == 2 and leaf.shape[-1] == num_classes
                 and not any('aux' in part.lower() for part in path)]
   if not candidates:
-    raise ValueError(
+    raise ConfigError(
         f'no dense output layer with {num_classes} units found; label recovery '
         'from gradients needs one (or set attack.labels="known").')
   return candidates[-1]
@@ -144,8 +156,8 @@ def batch_labels(grads: PyTree, num_classes: int, batch_size: int,
   path = classifier_path(grads, num_classes)
   row_min = jnp.min(flat[path], axis=0)  # kernel is (features, C)
   if signed_features and bias_path(path) not in flat:
-    raise ValueError('batch label recovery for a model with signed features needs a bias in '
-                     'the output layer; set attack.labels="known".')
+    raise ConfigError('batch label recovery for a model with signed features needs a bias in '
+                      'the output layer; set attack.labels="known".')
   present = (row_min < 0) & (not signed_features)
   order = jnp.argsort(jnp.where(present, row_min, jnp.inf))
   num_present = jnp.minimum(jnp.sum(present), batch_size)
@@ -161,3 +173,45 @@ def batch_labels(grads: PyTree, num_classes: int, batch_size: int,
     counts = counts.at[pick].add(1.0)
     picked.append(pick)
   return jnp.stack(picked).astype(jnp.int32)
+
+
+def recover_labels(update: ClientUpdate, label_mode: str, *, model=None,
+                   variables: PyTree | None = None, key: jax.Array | None = None,
+                   train: bool = True) -> jax.Array | None:
+  """(V, B) labels the attack fixes before optimising, or None to optimise them.
+
+  'idlg' reads them off the output layer's shared gradient: iDLG's rule for
+  B = 1, `batch_labels` (Yin et al. 2021 + Geng et al. 2021) for B > 1, which
+  needs `model`, `variables` and `key` for its dummy-input estimate of the
+  model's class probabilities (BatchNorm mode `train`). Under FedAvg the
+  update is the mean of the K local gradients; with non-negative features
+  every local step's absent-class rows stay ≥ 0 and the present row of a
+  single example < 0, so iDLG's rule and Yin et al.'s rule hold for any K
+  and η; the count estimate uses p̂ at the sent weights, an approximation
+  once the local steps move the probabilities.
+  """
+  if label_mode == 'optimize':
+    return None
+  if label_mode == 'known':
+    if update.known_labels is None:
+      raise ConfigError('attack.labels="known" but the client update reveals no labels; '
+                        'set client.reveal_labels=True or use attack.labels="idlg".')
+    return update.known_labels
+  signed = bool(getattr(model, 'signed_features', False))
+  if update.batch_size == 1:
+    read = jax.vmap(lambda g: idlg_label(g, update.num_classes, signed_features=signed))
+    return read(update.gradients)[:, None]
+  if model is None or variables is None or key is None:
+    raise ConfigError(f'batch label recovery (attack.labels="idlg", batch size '
+                      f'{update.batch_size}) needs the model, its variables and a key.')
+  probs = mean_probabilities(model, variables, key, train=train)
+  read = jax.vmap(lambda g: batch_labels(g, update.num_classes, update.batch_size, probs,
+                                         signed_features=signed))
+  return read(update.gradients)
+
+
+def attack_labels(update: ClientUpdate, config: Mapping[str, Any], model, variables: PyTree,
+                  key: jax.Array) -> jax.Array | None:
+  """`recover_labels` for a completed attack config, on the attacker's label stream."""
+  return recover_labels(update, config['labels'], model=model, variables=variables,
+                        key=jax.random.fold_in(key, LABEL_STREAM), train=bool(config['train']))

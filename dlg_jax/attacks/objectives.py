@@ -1,4 +1,4 @@
-"""Gradient distances and image priors that attacks minimise.
+"""Gradient distances and priors (image, dropout masks) that attacks minimise.
 
 Also the per-layer weights of Inverting Gradients' cosine distance: a weight
 per parameter tensor, assigned in the order the forward pass *uses* the
@@ -15,6 +15,7 @@ import jax
 from jax.extend import core as jax_core
 import jax.numpy as jnp
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.types import PyTree
 
 # Named per-layer weighting schemes of `layer_weights` ('' = uniform).
@@ -72,7 +73,7 @@ def layer_weights(scheme: str | Sequence[float], num_layers: int) -> tuple[float
     num_layers: how many parameter tensors the gradient has.
 
   Raises:
-    ValueError: an unknown scheme, or an explicit sequence of the wrong length
+    ConfigError: an unknown scheme, or an explicit sequence of the wrong length
       or with a negative or all-zero entry, naming `attack.layer_weights`.
 
   >>> layer_weights('linear', 4)
@@ -80,8 +81,8 @@ def layer_weights(scheme: str | Sequence[float], num_layers: int) -> tuple[float
   """
   if isinstance(scheme, str):
     if scheme not in LAYER_WEIGHTS:
-      raise ValueError(f'attack.layer_weights must be one of {LAYER_WEIGHTS} or a tuple of '
-                       f'{num_layers} weights, got {scheme!r}.')
+      raise ConfigError(f'attack.layer_weights must be one of {LAYER_WEIGHTS} or a tuple of '
+                        f'{num_layers} weights, got {scheme!r}.')
     if scheme == 'linear':
       return tuple((num_layers - i) / num_layers for i in range(num_layers))
     if scheme == 'exp':
@@ -89,10 +90,10 @@ def layer_weights(scheme: str | Sequence[float], num_layers: int) -> tuple[float
     return (1.0,) * num_layers
   weights = tuple(float(w) for w in scheme)
   if len(weights) != num_layers:
-    raise ValueError(f'attack.layer_weights has {len(weights)} entries but the model has '
-                     f'{num_layers} parameter tensors; give one per tensor, input side first.')
+    raise ConfigError(f'attack.layer_weights has {len(weights)} entries but the model has '
+                      f'{num_layers} parameter tensors; give one per tensor, input side first.')
   if min(weights) < 0 or max(weights) <= 0:
-    raise ValueError(f'attack.layer_weights must be >= 0 with one > 0, got {weights}.')
+    raise ConfigError(f'attack.layer_weights must be >= 0 with one > 0, got {weights}.')
   return weights
 
 
@@ -150,6 +151,17 @@ def total_variation(x: jax.Array) -> jax.Array:
   dx = jnp.mean(jnp.abs(x[:, :, 1:, :] - x[:, :, :-1, :]))
   dy = jnp.mean(jnp.abs(x[:, 1:, :, :] - x[:, :-1, :, :]))
   return dx + dy
+
+
+def mask_penalty(masks: PyTree, rate: float) -> jax.Array:
+  """Σ over sites of |(1 − mean(mask)) − rate|: each site's drop fraction vs p.
+
+  DIA's prior on its relaxed dropout masks (Scheliga et al. 2023).
+
+  >>> float(mask_penalty({'a': jnp.ones((1, 8)), 'b': jnp.array([[1., 0., 1., 1.]])}, 0.25))
+  0.25
+  """
+  return sum(jnp.abs((1.0 - jnp.mean(m)) - rate) for m in jax.tree.leaves(masks))
 
 
 DISTANCES = {'l2': l2_distance, 'cosine': cosine_distance}

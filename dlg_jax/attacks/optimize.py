@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.types import PyTree
 
 LossFn = Callable[..., jax.Array]  # (z, aux, **shared) -> scalar
@@ -59,10 +60,21 @@ class LaneState(NamedTuple):
 
 
 def check_positive(config, fields: tuple[str, ...]) -> None:
-  """Raises ValueError naming the first `attack.<field>` that is not >= 1."""
+  """Raises ConfigError naming the first `attack.<field>` that is not >= 1."""
   for field in fields:
     if int(config[field]) < 1:
-      raise ValueError(f'attack.{field} must be a positive integer, got {config[field]}.')
+      raise ConfigError(f'attack.{field} must be a positive integer, got {config[field]}.')
+
+
+def check_choice(config, field: str, choices: tuple[str, ...]) -> None:
+  """Raises ConfigError naming `attack.<field>` and its choices for a value not among them.
+
+  >>> check_choice({'linesearch': 'zom'}, 'linesearch', LINESEARCHES)
+  Traceback (most recent call last):
+  dlg_jax.errors.ConfigError: attack.linesearch must be one of ('backtracking', 'zoom'), got 'zom'.
+  """
+  if config[field] not in choices:
+    raise ConfigError(f'attack.{field} must be one of {choices}, got {config[field]!r}.')
 
 
 def _all_finite(tree: PyTree) -> jax.Array:
@@ -178,7 +190,7 @@ def scale_by_compact_lbfgs(memory_size: int) -> optax.GradientTransformation:
 
 
 def lbfgs(memory_size: int, max_linesearch_steps: int,
-          linesearch: str = 'backtracking', form: str = 'two_loop'
+          linesearch: str = 'backtracking', *, form: str
           ) -> optax.GradientTransformationExtraArgs:
   """optax's L-BFGS with a line search.
 
@@ -190,7 +202,9 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
 
   `form` 'two_loop' is `optax.lbfgs` itself; 'compact' swaps its direction
   for `scale_by_compact_lbfgs` (the same direction, computed in two passes
-  over the history) and keeps optax's scaling and line search.
+  over the history) and keeps optax's scaling and line search. No default:
+  the attacks' one is `solvers.LBFGS_DEFAULTS` (a default here let DIA's
+  L-BFGS drift to the other form).
   """
   if linesearch == 'zoom':
     search = optax.scale_by_zoom_linesearch(
@@ -200,12 +214,12 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
         max_backtracking_steps=max_linesearch_steps, store_grad=True,
         decrease_factor=0.5, increase_factor=2.0, max_learning_rate=1.0)
   else:
-    raise ValueError(f'attack.linesearch must be one of {LINESEARCHES}, got {linesearch!r}.')
+    raise ConfigError(f'attack.linesearch must be one of {LINESEARCHES}, got {linesearch!r}.')
   if form == 'two_loop':
     return optax.lbfgs(memory_size=memory_size, linesearch=search)
   if form == 'compact':
     return optax.chain(scale_by_compact_lbfgs(memory_size), optax.scale(-1.0), search)
-  raise ValueError(f'attack.lbfgs_form must be one of {LBFGS_FORMS}, got {form!r}.')
+  raise ConfigError(f'attack.lbfgs_form must be one of {LBFGS_FORMS}, got {form!r}.')
 
 
 def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,

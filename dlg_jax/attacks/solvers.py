@@ -1,0 +1,196 @@
+"""The two solvers of the optimisation attacks, each with one set of defaults.
+
+* L-BFGS (`run_lbfgs`): DLG, iDLG and DIA/WIIG's `optimizer='lbfgs'`
+  variant. optax's L-BFGS with a line search, the compact-form direction and
+  victims in vmapped blocks of 8 by default (BUILD_NOTES.md, "Throughput").
+* Signed Adam (`run_adam`): Inverting Gradients, DIA and WIIG. Adam on the
+  *sign* of the image gradient (other variables keep theirs), a projection
+  after every step (pixels boxed to [0, 1]), the learning rate cut ×0.1 at
+  3/8, 5/8 and 7/8 of the run or on a plateau, the best iterate kept, an
+  optional early stop.
+
+Both run on `lanes.run_lanes`; an attack brings its loss, its lane variables
+and its public data. `complete` fills an attack config from its defaults.
+
+References:
+  Zhu, Liu, Han, "Deep Leakage from Gradients", NeurIPS 2019 (L-BFGS).
+  Geiping, Bauermeister, Dröge, Moeller, "Inverting Gradients — How easy is
+  it to break privacy in federated learning?", NeurIPS 2020 (signed Adam).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlg_jax.attacks import lanes
+from dlg_jax.attacks import optimize
+from dlg_jax.errors import ConfigError
+from dlg_jax.types import AttackResult, PyTree
+
+LBFGS_DEFAULTS = {
+    **lanes.DEFAULTS,
+    'steps': 2500,  # L-BFGS iterations (each with its line search)
+    'chunk': 100,  # iterations per compiled chunk (progress granularity)
+    'memory': 100,  # L-BFGS history
+    'linesearch': 'backtracking',  # backtracking (Armijo) | zoom (strong Wolfe)
+    'linesearch_steps': 20,
+    'lbfgs_form': 'compact',  # compact | two_loop: the same direction (optimize.lbfgs)
+    'tol': 1e-12,  # stop a lane once its matching loss is this small
+    # Victims per vmapped block run one after the other (0: all at once);
+    # same results, faster in cache (optimize.make_chunk).
+    'block_victims': 8,
+}
+
+SCHEDULES = ('multistep', 'plateau')
+ADAM_DEFAULTS = {
+    **lanes.DEFAULTS,
+    'steps': 24_000,  # Geiping et al.'s run
+    'chunk': 200,
+    'lr': 0.1,
+    # 'multistep' (the paper's ×0.1 at 3/8, 5/8, 7/8) | 'plateau' (×0.1 after
+    # plateau_patience steps without a new best loss, the DIA code's choice).
+    'schedule': 'multistep',
+    'plateau_patience': 800,
+    'stop_patience': 0,  # early stop after this many steps without a new best; 0 = never
+    'tol': 0.0,
+    'block_victims': 0,
+}
+
+# By `attack.optimizer`, for attacks that can use either solver.
+DEFAULTS = {'lbfgs': LBFGS_DEFAULTS, 'adam': ADAM_DEFAULTS}
+
+
+def complete(defaults: Mapping[str, Any], config: Mapping[str, Any],
+             check: Callable[[Mapping[str, Any]], None]) -> dict[str, Any]:
+  """`defaults` overlaid by `config`, checked by `check`; a new dict.
+
+  An attack that can use either solver has an `optimizer` field, and its
+  defaults carry its default solver's values of the fields both solvers read
+  (steps, chunk, tol, block_victims); a config choosing the other solver
+  gets that solver's defaults for them, so that each solver has one set of
+  defaults whichever attack runs it.
+
+  >>> defaults = {'optimizer': 'adam', **ADAM_DEFAULTS}
+  >>> complete(defaults, {'optimizer': 'lbfgs', 'steps': 7}, lambda c: None)['tol']
+  1e-12
+  """
+  filled = dict(defaults)
+  optimizer = config.get('optimizer', filled.get('optimizer'))
+  if optimizer != filled.get('optimizer') and optimizer in DEFAULTS:
+    filled.update(DEFAULTS[optimizer])
+  filled.update(config)
+  check(filled)
+  return filled
+
+
+def check_lbfgs(config: Mapping[str, Any]) -> None:
+  """Raises ConfigError naming the first bad L-BFGS or lane field."""
+  optimize.check_choice(config, 'linesearch', optimize.LINESEARCHES)
+  optimize.check_positive(config, ('memory', 'linesearch_steps'))
+  optimize.check_choice(config, 'lbfgs_form', optimize.LBFGS_FORMS)
+  lanes.check_lanes(config)
+
+
+def run_lbfgs(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
+              init_z: Callable[[jax.Array], PyTree], aux: PyTree,
+              fixed_labels: jax.Array | None, shared: PyTree, progress=None) -> AttackResult:
+  """Minimises `loss_fn` over every lane with L-BFGS (`LBFGS_DEFAULTS` fields).
+
+  Args:
+    key: the attacker's key (`lanes.lane_keys`).
+    config: a completed attack config.
+    loss_fn: (z, aux, **shared) -> scalar, one lane's objective.
+    init_z: key -> one lane's variables, holding 'image'.
+    aux, fixed_labels, shared, progress: as `lanes.run_lanes`.
+  """
+  opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
+                       config['linesearch'], form=config['lbfgs_form'])
+  step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+  return lanes.run_lanes(key, config, aux, fixed_labels, shared=shared, init_z=init_z,
+                         init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
+                         step=step, progress=progress)
+
+
+def lr_schedule(lr: float, steps: int) -> optax.Schedule:
+  """×0.1 at 3/8, 5/8 and 7/8 of the run (Geiping et al.'s MultiStepLR).
+
+  >>> [round(float(lr_schedule(1.0, 8)(i)), 6) for i in (2, 3, 5, 7)]
+  [1.0, 0.1, 0.01, 0.001]
+  """
+  return optax.piecewise_constant_schedule(
+      lr, {int(steps * f): 0.1 for f in (3 / 8, 5 / 8, 7 / 8)})
+
+
+def adam(config: Mapping[str, Any]) -> optax.GradientTransformationExtraArgs:
+  """Adam with the run's learning-rate schedule.
+
+  'multistep' is Geiping et al.'s (×0.1 at 3/8, 5/8, 7/8 of `steps`);
+  'plateau' is the DIA code's ReduceLROnPlateau (×0.1 after `plateau_patience`
+  steps without a relative improvement of 1e-4, torch's default threshold).
+  """
+  lr = float(config['lr'])
+  if config['schedule'] == 'plateau':
+    return optax.chain(
+        optax.adam(lr),
+        optax.contrib.reduce_on_plateau(factor=0.1, patience=int(config['plateau_patience']),
+                                        rtol=1e-4, accumulation_size=1))
+  return optax.chain(optax.adam(lr_schedule(lr, int(config['steps']))))
+
+
+def signed_image_grad(grad: PyTree) -> PyTree:
+  """Geiping et al.'s sign on the image gradient; other variables keep theirs."""
+  return {**grad, 'image': jnp.sign(grad['image'])}
+
+
+def box(z: PyTree) -> PyTree:
+  """Pixels back into the data range [0, 1].
+
+  >>> box({'image': jnp.array([-1., .5, 2.])})['image']
+  Array([0. , 0.5, 1. ], dtype=float32)
+  """
+  return {**z, 'image': jnp.clip(z['image'], 0.0, 1.0)}
+
+
+def check_adam(config: Mapping[str, Any]) -> None:
+  """Raises ConfigError naming the first bad signed-Adam or lane field."""
+  if not float(config['lr']) > 0:
+    raise ConfigError(f'attack.lr must be > 0, got {config["lr"]}.')
+  optimize.check_choice(config, 'schedule', SCHEDULES)
+  if config['schedule'] == 'plateau':
+    optimize.check_positive(config, ('plateau_patience',))
+  if int(config['stop_patience']) < 0:
+    raise ConfigError(f'attack.stop_patience must be >= 0 (0: no early stop), '
+                      f'got {config["stop_patience"]}.')
+  lanes.check_lanes(config)
+
+
+def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
+             init_z: Callable[[jax.Array], PyTree], aux: PyTree, shared: PyTree,
+             project: Callable[[PyTree], PyTree] = box, progress=None) -> AttackResult:
+  """Minimises `loss_fn` over every lane with signed Adam (`ADAM_DEFAULTS` fields).
+
+  Signed Adam on the image (other variables get their raw gradient),
+  `project` after each step, best-so-far kept, early stop after
+  `stop_patience` steps without improvement. The labels are `aux['labels']`.
+
+  Args:
+    key: the attacker's key (`lanes.lane_keys`).
+    config: a completed attack config.
+    loss_fn: (z, aux, **shared) -> scalar, one lane's objective.
+    init_z: key -> one lane's variables, holding 'image'.
+    aux, shared, progress: as `lanes.run_lanes`.
+    project: maps the variables back into their domain after a step.
+  """
+  opt = adam(config)
+  step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
+                           project, signed_image_grad,
+                           patience=int(config['stop_patience']))
+  return lanes.run_lanes(key, config, aux, aux['labels'], shared=shared, init_z=init_z,
+                         init_lane=functools.partial(optimize.init_lane, opt, loss_fn,
+                                                     track_best=True),
+                         step=step, progress=progress)
