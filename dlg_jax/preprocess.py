@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.types import PyTree
 
@@ -75,13 +76,13 @@ def from_config(config: Mapping[str, Any], channels: int) -> Normalization | Non
   elif choice in STATS:
     mean, std = STATS[choice]
   else:
-    raise ValueError(f'data.normalize must be "", "custom" or one of {sorted(STATS)}, '
+    raise ConfigError(f'data.normalize must be "", "custom" or one of {sorted(STATS)}, '
                      f'got {choice!r}.')
   if len(mean) != len(std) or len(mean) not in (1, channels):
-    raise ValueError(f'data.normalize={choice!r} gives mean {mean} and std {std}: need one '
+    raise ConfigError(f'data.normalize={choice!r} gives mean {mean} and std {std}: need one '
                      f'value or one per channel ({channels}) for each.')
   if min(float(s) for s in std) <= 0:
-    raise ValueError(f'data.std must be positive, got {std}.')
+    raise ConfigError(f'data.std must be positive, got {std}.')
   if len(mean) == 1 and channels > 1:  # a grey set's stats on RGB copies of it
     mean, std = mean * channels, std * channels
   return Normalization(tuple(float(m) for m in mean), tuple(float(s) for s in std))
@@ -99,8 +100,11 @@ class NormalizedModel(Model):
   normalization: Normalization = Normalization((0.0,), (1.0,))
 
   def apply(self, variables: PyTree, x: jax.Array, *, masks: PyTree | None = None,
-            train: bool = False) -> jax.Array:
-    return super().apply(variables, self.normalization.to_model(x), masks=masks, train=train)
+            train: bool = False, mutable: bool = False
+            ) -> jax.Array | tuple[jax.Array, PyTree]:
+    """`Model.apply` on `normalization.to_model(x)`, for [0, 1] pixels `x`."""
+    return super().apply(variables, self.normalization.to_model(x), masks=masks, train=train,
+                         mutable=mutable)
 
 
 def normalized(model: Model, normalization: Normalization | None) -> Model:

@@ -42,6 +42,7 @@ import optax
 from dlg_jax.client import accounting
 from dlg_jax.client import defenses as defenses_lib
 from dlg_jax.client import gradients
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.models import layers
 from dlg_jax.types import Dataset, PyTree
@@ -78,7 +79,7 @@ def _as_dp(dp: DPConfig | Mapping[str, Any] | None) -> DPConfig:
   if not isinstance(dp, DPConfig):
     dp = DPConfig(**dict(dp))
   if dp.sampling not in SAMPLING:
-    raise ValueError(f'dp.sampling must be one of {list(SAMPLING)}, got {dp.sampling!r}.')
+    raise ConfigError(f'dp.sampling must be one of {list(SAMPLING)}, got {dp.sampling!r}.')
   return dp
 
 
@@ -96,14 +97,14 @@ def max_poisson_batch(batch_size: int) -> int:
 
 def _loss_and_state(params: PyTree, model: Model, state: PyTree, x: jax.Array,
                     targets: jax.Array, masks: PyTree | None) -> tuple[jax.Array, PyTree]:
-  """Mean cross-entropy in training mode, and BatchNorm statistics of this batch."""
-  variables = {'params': params, **state}
-  if masks:
-    variables[layers.MASKS] = masks
-  if 'batch_stats' in state:
-    logits, new_state = model.module.apply(variables, x, train=True, mutable=['batch_stats'])
-    return gradients.cross_entropy(logits, targets), dict(new_state)
-  return gradients.cross_entropy(model.module.apply(variables, x, train=True), targets), {}
+  """Mean cross-entropy in training mode, and BatchNorm statistics of this batch.
+
+  Through `model.apply`, like evaluation and the client, so that a model's
+  own first layer (`preprocess.NormalizedModel`) is trained with.
+  """
+  logits, new_state = model.apply({'params': params, **state}, x, masks=masks, train=True,
+                                  mutable=True)
+  return gradients.cross_entropy(logits, targets), new_state
 
 
 def _sample(key: jax.Array, n: int, batch_size: int, poisson: bool
@@ -169,7 +170,7 @@ def _dp_params(defense: defenses_lib.Defense) -> dict[str, Any] | None:
   """The dp_sgd stage's spec, None without one; two stages are refused."""
   stages = [s for s in defense.specs if s.get('name') == 'dp_sgd']
   if len(stages) > 1:
-    raise ValueError('the defense chain has more than one dp_sgd stage; the accountant '
+    raise ConfigError('the defense chain has more than one dp_sgd stage; the accountant '
                      'covers one (z, C) per step.')
   return dict(stages[0]) if stages else None
 
@@ -205,14 +206,14 @@ def train(model: Model, variables: PyTree, dataset: Dataset, *, steps: int, batc
   defense = _as_defense(defense)
   dp_spec = _dp_params(defense)
   if dp is not None and dp_spec is None:
-    raise ValueError('dp options only apply to a defense chain with dp_sgd; drop dp or add '
+    raise ConfigError('dp options only apply to a defense chain with dp_sgd; drop dp or add '
                      "{'name': 'dp_sgd', 'clip_norm': C, 'noise_multiplier': z}.")
   n = len(dataset.labels)
   for name, value in (('steps', steps), ('batch_size', batch_size), ('chunk', chunk)):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-      raise ValueError(f'training {name} must be a positive integer, got {value!r}.')
+      raise ConfigError(f'training {name} must be a positive integer, got {value!r}.')
   if batch_size > n:
-    raise ValueError(f'training batch_size={batch_size} exceeds the {n} training images.')
+    raise ConfigError(f'training batch_size={batch_size} exceeds the {n} training images.')
   dp = _as_dp(dp) if dp_spec is not None else None
   poisson = dp is not None and dp.sampling == 'poisson'
   history: dict[str, Any] = {'steps': int(steps), 'batch_size': int(batch_size),

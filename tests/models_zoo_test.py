@@ -134,6 +134,23 @@ class ForwardTest(parameterized.TestCase):
     chex.assert_trees_all_equal_shapes(
         variables, jax.eval_shape(model.init, jax.random.key(0)))
 
+  def test_apply_mutable_returns_batch_statistics(self):
+    model = models.build({'name': 'resnet18', 'width': 8}, (32, 32, 3), 10)
+    variables = _host_variables(model)
+    run = jax.jit(lambda v, x: (model.apply(v, x, train=True),
+                                model.apply(v, x, train=True, mutable=True),
+                                model.apply(v, x, mutable=True)))
+    logits, (logits_too, stats), (_, eval_stats) = run(variables, _images(32))
+    chex.assert_trees_all_equal(logits_too, logits)
+    chex.assert_trees_all_equal_shapes(stats, {'batch_stats': variables['batch_stats']})
+    # Training moves the running averages towards the batch's; evaluation does not.
+    self.assertFalse(np.allclose(stats['batch_stats']['stem_bn']['mean'],
+                                 variables['batch_stats']['stem_bn']['mean']))
+    chex.assert_trees_all_equal(eval_stats, {'batch_stats': variables['batch_stats']})
+    plain = models.build({'name': 'mlp', 'hidden_sizes': (8,)}, (32, 32, 3), 10)
+    _, none = plain.apply(plain.init(jax.random.key(0)), _images(32), train=True, mutable=True)
+    self.assertEqual(none, {})
+
   def test_resnet_conv_impls_agree(self):
     # im2col must pad like XLA's conv for every stride and padding ResNet uses
     # (7×7/2 pad 3, 3×3/2 pad 1, 1×1/2 shortcuts).

@@ -1,6 +1,7 @@
 """Normalisation as the model's first layer: round trip, equivalence, config errors."""
 
 from absl.testing import absltest
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +44,19 @@ class NormalizationTest(absltest.TestCase):
     np.testing.assert_allclose(wrapped.apply(variables, x), model.apply(variables, n.to_model(x)),
                                rtol=1e-6)
     self.assertIs(preprocess.normalized(model, None), model)
+
+  def test_normalized_model_keeps_statistics_of_the_normalised_input(self):
+    # A training step (mutable=True) sees the normalised input too.
+    model = models.build({'name': 'resnet18', 'width': 4}, input_shape=(8, 8, 1), num_classes=10)
+    n = preprocess.Normalization((0.5,), (0.05,))
+    wrapped = preprocess.normalized(model, n)
+    variables = model.init(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+    got = jax.jit(lambda v, xx: wrapped.apply(v, xx, train=True, mutable=True))(variables, x)
+    want = jax.jit(lambda v, xx: model.apply(v, n.to_model(xx), train=True, mutable=True))(
+        variables, x)
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    self.assertEqual(set(got[1]), {'batch_stats'})
 
 
 if __name__ == '__main__':

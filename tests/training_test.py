@@ -9,8 +9,10 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
+from dlg_jax import preprocess
 from dlg_jax import training
 from dlg_jax.client import accounting
+from dlg_jax.client import gradients
 from dlg_jax.types import Dataset
 
 
@@ -71,6 +73,20 @@ class TrainTest(absltest.TestCase):
     self.assertLen(history['loss'], 2)
     _, _, again, _ = self._train()
     chex.assert_trees_all_close(trained, again)
+
+  def test_trains_on_the_input_the_model_evaluates(self):
+    # A normalisation far from the identity (pixels -> [-10, 10]): the loss
+    # training reports must be that of `model.apply`, which evaluation and the
+    # client use, not that of the bare module on raw pixels.
+    model = preprocess.normalized(_small_mlp(), preprocess.Normalization((0.5,), (0.05,)))
+    variables = model.init(jax.random.key(0))
+    subset = _subset(self.train_set, 64)
+    # One full batch: step 0's loss is over every example, in any order.
+    _, history = training.train(model, variables, subset, steps=1, batch_size=64, lr=1e-2,
+                                key=jax.random.key(1), chunk=1)
+    expected = gradients.cross_entropy(model.apply(variables, subset.images, train=True),
+                                       jax.nn.one_hot(subset.labels, 10))
+    self.assertAlmostEqual(history['loss'][0], float(expected), places=4)
 
   def test_evaluate_counts_correct_predictions(self):
     model = _small_mlp()

@@ -8,6 +8,11 @@ linen plumbing so that callers only see plain pytrees:
   model = models.build(config.model, input_shape=(32, 32, 3), num_classes=10)
   variables = model.init(key)            # {'params': ..., maybe 'batch_stats'}
   logits = model.apply(variables, x, masks=masks, train=True)
+  logits, stats = model.apply(variables, x, train=True, mutable=True)  # a training step
+
+Every forward pass goes through `Model.apply` (a wrapper such as
+`preprocess.NormalizedModel` adds its own first layer there), never through
+`module.apply`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import densenet
 from dlg_jax.models import inception
 from dlg_jax.models import layers
@@ -87,8 +93,9 @@ class Model:
     return jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), shapes)
 
   def apply(self, variables: PyTree, x: jax.Array, *, masks: PyTree | None = None,
-            train: bool = False) -> jax.Array:
-    """Logits for NHWC `x`.
+            train: bool = False, mutable: bool = False
+            ) -> jax.Array | tuple[jax.Array, PyTree]:
+    """Logits for NHWC `x`; with `mutable`, also the updated BatchNorm statistics.
 
     Args:
       variables: from `init`: 'params' and optionally 'batch_stats'.
@@ -96,15 +103,26 @@ class Model:
       masks: dropout keep-masks (see `mask_template`); None runs the model
         deterministically (no dropout), as an attacker who ignores it would.
       train: BatchNorm uses the batch's statistics (the client's training
-        step) instead of its running averages. Statistics are not updated.
+        step) instead of its running averages.
+      mutable: return the statistics too (a training step keeps them);
+        otherwise they are not updated.
+
+    Returns:
+      logits (N, num_classes); with `mutable`, ``(logits, stats)`` where
+      `stats` is ``{'batch_stats': ...}`` (running averages moved towards this
+      batch's when `train`, unchanged otherwise) or ``{}`` for a model
+      without BatchNorm, ready for ``{**variables, **stats}``.
     """
     variables = dict(variables)
     if masks:
       variables[layers.MASKS] = masks
-    if train and 'batch_stats' in variables:
-      logits, _ = self.module.apply(variables, x, train=True, mutable=['batch_stats'])
-      return logits
-    return self.module.apply(variables, x, train=train)
+    if 'batch_stats' not in variables:
+      logits = self.module.apply(variables, x, train=train)
+      return (logits, {}) if mutable else logits
+    if not (train or mutable):
+      return self.module.apply(variables, x, train=False)
+    logits, stats = self.module.apply(variables, x, train=train, mutable=['batch_stats'])
+    return (logits, dict(stats)) if mutable else logits
 
 
 def parse_options(text: str) -> dict[str, Any]:
@@ -154,30 +172,30 @@ def module_arguments(config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
   config = dict(config)
   name = config.pop('name', None)
   if name not in MODELS:
-    raise ValueError(f'unknown model {name!r}; choose one of {sorted(MODELS)}.')
+    raise ConfigError(f'unknown model {name!r}; choose one of {sorted(MODELS)}.')
   options = parse_options(config.pop('options', '') or '')
   both = sorted(set(options) & set(config))
   if both:
-    raise ValueError(f'model option(s) {both} are set both as fields and in model.options; '
+    raise ConfigError(f'model option(s) {both} are set both as fields and in model.options; '
                      'set each once.')
   config.update(options)
   types = {f.name: f.type for f in dataclasses.fields(MODELS[name])
            if f.name not in ('parent', 'name', 'num_classes')}
   unknown = set(config) - set(types)
   if unknown:
-    raise ValueError(f'model {name!r} has no option(s) {sorted(unknown)}; '
+    raise ConfigError(f'model {name!r} has no option(s) {sorted(unknown)}; '
                      f'its options are {sorted(types)}.')
   for key, value in options.items():
     if types[key] not in _TEXT_TYPES:
-      raise ValueError(f'model.options cannot set {key} ({types[key]}) of {name}; the '
+      raise ConfigError(f'model.options cannot set {key} ({types[key]}) of {name}; the '
                        'registry names its variants.')
     if not _has_type(value, types[key]):
-      raise ValueError(f'model.options: {name} needs {key} of type {types[key]}, '
+      raise ConfigError(f'model.options: {name} needs {key} of type {types[key]}, '
                        f'got {value!r}.')
   for key, value in config.items():
     if key.endswith('dropout_rate') and not (
         _has_type(value, 'float') and 0.0 <= float(value) < 1.0):
-      raise ValueError(f'model.{key} must be a number in [0, 1), got {value!r}.')
+      raise ConfigError(f'model.{key} must be a number in [0, 1), got {value!r}.')
   return name, config
 
 

@@ -13,8 +13,6 @@ fc 120 – fc 84 – dropout – classifier.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -29,62 +27,55 @@ def _shifted_uniform(key, shape, dtype=jnp.float32):
   return _uniform_half(key, shape, dtype) - 0.5
 
 
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'sigmoid': nn.sigmoid, 'relu': nn.relu, 'tanh': jnp.tanh,
-    'gelu': nn.gelu, 'swish': nn.swish, 'elu': nn.elu,
-}
+class _LeNet(nn.Module):
+  """Flat features (`features`, per subclass), a dropout site, the classifier.
 
-
-def activation(name: str) -> Callable[[jax.Array], jax.Array]:
-  """Looks an activation up by name, listing the choices on a miss."""
-  if name not in _ACTIVATIONS:
-    raise ValueError(f'unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}.')
-  return _ACTIVATIONS[name]
-
-
-class DLGLeNet(nn.Module):
-  """LeNet of the DLG paper's code; any channel count, 28 or 32 pixels.
-
-  `dropout_rate` > 0 adds a dropout site before the classifier (Zheng's
-  placement); its mask comes from the 'dropout_masks' collection.
-  """
-  num_classes: int = 100
-  channels: int = 12
-  act: str = 'sigmoid'
-  dropout_rate: float = 0.0
-  conv_impl: str = 'im2col'
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    del train  # no batch statistics in this model
-    act = activation(self.act)
-    for stride in (2, 2, 1):
-      x = layers.Conv(self.channels, (5, 5), strides=stride, padding=2,
-                      kernel_init=_shifted_uniform, bias_init=_shifted_uniform,
-                      impl=self.conv_impl)(x)
-      x = act(x)
-    x = x.reshape(x.shape[0], -1)
-    if self.dropout_rate > 0:
-      x = layers.MaskedDropout(self.dropout_rate, name='dropout')(x)
-    return nn.Dense(self.num_classes, kernel_init=_shifted_uniform,
-                    bias_init=_shifted_uniform)(x)
-
-
-class LeNet5(nn.Module):
-  """LeNet-5 (LeCun et al. 1998) with Zheng's dropout before the classifier.
-
-  Max-pooling and ReLU by default (as in Zheng's code); `act='sigmoid'` gives
-  the smoother network gradient inversion prefers.
+  The dropout site is Zheng's placement, before the classifier; its mask comes
+  from the 'dropout_masks' collection.
   """
   num_classes: int = 10
   act: str = 'relu'
   dropout_rate: float = 0.0
   conv_impl: str = 'im2col'
 
+  # Keyword arguments of the classifier's `nn.Dense` (its initialisers).
+  head_init = {}
+
+  def features(self, x: jax.Array, act: layers.Activation) -> jax.Array:
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    del train
-    act = activation(self.act)
+    del train  # no batch statistics in these models
+    x = self.features(x, layers.activation(self.act))
+    return layers.classifier(x, self.num_classes, dropout_rate=self.dropout_rate,
+                             **self.head_init)
+
+
+class DLGLeNet(_LeNet):
+  """LeNet of the DLG paper's code; any channel count, 28 or 32 pixels."""
+  num_classes: int = 100
+  act: str = 'sigmoid'
+  channels: int = 12
+
+  head_init = {'kernel_init': _shifted_uniform, 'bias_init': _shifted_uniform}
+
+  def features(self, x: jax.Array, act: layers.Activation) -> jax.Array:
+    for stride in (2, 2, 1):
+      x = act(layers.Conv(self.channels, (5, 5), strides=stride, padding=2,
+                          kernel_init=_shifted_uniform, bias_init=_shifted_uniform,
+                          impl=self.conv_impl)(x))
+    return x.reshape(x.shape[0], -1)
+
+
+class LeNet5(_LeNet):
+  """LeNet-5 (LeCun et al. 1998) with Zheng's dropout before the classifier.
+
+  Max-pooling and ReLU by default (as in Zheng's code); `act='sigmoid'` gives
+  the smoother network gradient inversion prefers.
+  """
+
+  def features(self, x: jax.Array, act: layers.Activation) -> jax.Array:
     x = act(layers.Conv(6, (5, 5), padding=2 if x.shape[1] == 28 else 0,
                         impl=self.conv_impl)(x))
     x = nn.max_pool(x, (2, 2), (2, 2))
@@ -92,7 +83,4 @@ class LeNet5(nn.Module):
     x = nn.max_pool(x, (2, 2), (2, 2))
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(120)(x))
-    x = act(nn.Dense(84)(x))
-    if self.dropout_rate > 0:
-      x = layers.MaskedDropout(self.dropout_rate, name='dropout')(x)
-    return nn.Dense(self.num_classes)(x)
+    return act(nn.Dense(84)(x))

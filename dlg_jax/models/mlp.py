@@ -16,7 +16,6 @@ import flax.linen as nn
 import jax
 
 from dlg_jax.models import layers
-from dlg_jax.models import lenet
 
 
 class MLP(nn.Module):
@@ -25,7 +24,7 @@ class MLP(nn.Module):
   Attributes:
     num_classes: logits.
     hidden_sizes: units of each hidden layer.
-    act: activation name (see `lenet.activation`).
+    act: activation name (see `layers.activation`).
     use_bias: biases in every dense layer, the classifier's included.
     dropout_rate: > 0 adds sites 'dropout1', 'dropout2', ... after each hidden
       layer.
@@ -39,10 +38,10 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no batch statistics in this model
-    act = lenet.activation(self.act)
+    act = layers.activation(self.act)
     x = x.reshape(x.shape[0], -1)
     for i, units in enumerate(self.hidden_sizes):
       x = act(nn.Dense(units, use_bias=self.use_bias, name=f'dense{i + 1}')(x))
       if self.dropout_rate > 0:
         x = layers.MaskedDropout(self.dropout_rate, name=f'dropout{i + 1}')(x)
-    return nn.Dense(self.num_classes, use_bias=self.use_bias, name='head')(x)
+    return layers.classifier(x, self.num_classes, use_bias=self.use_bias, name='head')

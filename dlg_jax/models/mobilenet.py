@@ -34,11 +34,6 @@ _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
              (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-def _batch_norm(train: bool) -> nn.BatchNorm:
-  # torchvision's momentum 0.1 is flax's 0.9.
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
-
-
 class InvertedResidual(nn.Module):
   """Expand – depthwise – project, with a residual when shapes match."""
   features: int
@@ -48,17 +43,17 @@ class InvertedResidual(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
+    unit = functools.partial(layers.conv_bn, train=train, kernel_init=_conv_init,
                              impl=self.conv_impl)
     hidden = x.shape[-1] * self.expansion
     y = x
     if self.expansion != 1:
-      y = nn.relu6(_batch_norm(train)(conv(hidden, (1, 1), padding=0)(y)))
+      y = unit(y, hidden, 1, act=nn.relu6)
     # `layers.Conv` has no groups, so the depthwise conv is XLA's.
     y = nn.Conv(hidden, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)),
                 feature_group_count=hidden, use_bias=False, kernel_init=_conv_init)(y)
-    y = nn.relu6(_batch_norm(train)(y))
-    y = _batch_norm(train)(conv(self.features, (1, 1), padding=0)(y))
+    y = nn.relu6(layers.batch_norm(train)(y))
+    y = unit(y, self.features, 1)
     if self.strides == 1 and x.shape[-1] == self.features:
       y = x + y
     return y
@@ -72,7 +67,7 @@ class MobileNetV2(nn.Module):
     dropout_rate: > 0 adds a `MaskedDropout` before the classifier
       (torchvision: 0.2).
     conv_impl: 'xla' (default) or 'im2col' for the non-depthwise convs
-      (see `layers.Conv` and `resnet.ResNet` for why XLA's is the default).
+      (see `layers.ConvNet` for why XLA's is the default).
   """
   num_classes: int = 10
   dropout_rate: float = 0.0
@@ -80,15 +75,14 @@ class MobileNetV2(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
-                             impl=self.conv_impl)
-    x = nn.relu6(_batch_norm(train)(conv(32, (3, 3), strides=2, padding=1)(x)))
+    unit = functools.partial(layers.conv_bn, train=train, kernel_init=_conv_init,
+                             impl=self.conv_impl, act=nn.relu6)
+    x = unit(x, 32, 3, strides=2)
     for t, c, n, s in _SETTINGS:
       for i in range(n):
         x = InvertedResidual(c, s if i == 0 else 1, t, conv_impl=self.conv_impl)(
             x, train=train)
-    x = nn.relu6(_batch_norm(train)(conv(1280, (1, 1), padding=0)(x)))
-    x = jnp.mean(x, axis=(1, 2))
-    if self.dropout_rate > 0:
-      x = layers.MaskedDropout(self.dropout_rate, name='dropout')(x)
-    return nn.Dense(self.num_classes, kernel_init=_dense_init, name='classifier')(x)
+    x = unit(x, 1280, 1)
+    return layers.classifier(jnp.mean(x, axis=(1, 2)), self.num_classes,
+                             dropout_rate=self.dropout_rate, kernel_init=_dense_init,
+                             name='classifier')

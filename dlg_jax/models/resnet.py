@@ -19,118 +19,101 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import layers
-from dlg_jax.models import lenet
 
 # torchvision: kaiming_normal_(mode='fan_out', nonlinearity='relu'), untruncated.
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
-
-def _batch_norm(train: bool, name: str | None = None) -> nn.BatchNorm:
-  # torchvision's momentum 0.1 is flax's 0.9 (flax weighs the old average).
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      name=name)
+# The registered ResNets' stems: (kernel, stride) of the conv; ImageNet's adds
+# a 3×3/2 max-pool.
+_STEMS = {'cifar': (3, 1), 'imagenet': (7, 2)}
 
 
-class BasicBlock(nn.Module):
+class _ResidualBlock(layers.ConvNet):
+  """conv–BN units on `kernels`, plus a shortcut, then `act`.
+
+  The last unit widens to ``features * expansion`` and is linear until the
+  sum; the first 3×3 conv carries the stride (v1.5, as torchvision).
+  """
+  features: int
+  strides: int = 1
+
+  # Per subclass: the units' kernel sizes and the last unit's widening.
+  kernels = ()
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    act = layers.activation(self.act)
+    unit = functools.partial(layers.conv_bn, train=train, kernel_init=_conv_init,
+                             impl=self.conv_impl)
+    out = self.features * self.expansion
+    strided = self.kernels.index(3)
+    y = x
+    for i, k in enumerate(self.kernels):
+      last = i == len(self.kernels) - 1
+      y = unit(y, out if last else self.features, k,
+               strides=self.strides if i == strided else 1, act=None if last else act)
+    # torchvision projects only when the shape changes; otherwise the identity.
+    if self.strides != 1 or x.shape[-1] != out:
+      x = unit(x, out, 1, strides=self.strides, names=('downsample_conv', 'downsample_bn'))
+    return act(y + x)
+
+
+class BasicBlock(_ResidualBlock):
   """Two 3×3 convs with a shortcut; ResNet-18/34's block (expansion 1)."""
-  features: int
-  strides: int = 1
-  act: Callable[[jax.Array], jax.Array] = nn.relu
-  conv_impl: str = 'xla'
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
-                             impl=self.conv_impl)
-    y = conv(self.features, (3, 3), strides=self.strides, padding=1)(x)
-    y = self.act(_batch_norm(train)(y))
-    y = conv(self.features, (3, 3), padding=1)(y)
-    y = _batch_norm(train)(y)
-    return self.act(y + _shortcut(x, self.features, self.strides, train, conv))
+  kernels = (3, 3)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_ResidualBlock):
   """1×1 reduce, 3×3 (strided), 1×1 expand ×4; ResNet-50's block."""
-  features: int
-  strides: int = 1
-  act: Callable[[jax.Array], jax.Array] = nn.relu
-  conv_impl: str = 'xla'
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
-                             impl=self.conv_impl)
-    y = self.act(_batch_norm(train)(conv(self.features, (1, 1), padding=0)(x)))
-    y = conv(self.features, (3, 3), strides=self.strides, padding=1)(y)
-    y = self.act(_batch_norm(train)(y))
-    y = conv(self.features * 4, (1, 1), padding=0)(y)
-    y = _batch_norm(train)(y)
-    return self.act(y + _shortcut(x, self.features * 4, self.strides, train, conv))
+  kernels = (1, 3, 1)
+  expansion = 4
 
 
-def _shortcut(x: jax.Array, features: int, strides: int, train: bool,
-              conv: Callable[..., nn.Module]) -> jax.Array:
-  # torchvision projects only when the shape changes; otherwise the identity.
-  if strides == 1 and x.shape[-1] == features:
-    return x
-  y = conv(features, (1, 1), strides=strides, padding=0, name='downsample_conv')(x)
-  return _batch_norm(train, name='downsample_bn')(y)
-
-
-class ResNet(nn.Module):
+class ResNet(layers.ConvNet):
   """A ResNet of `block`s; `stage_sizes` blocks per stage, widths ×2 per stage.
 
   Attributes:
     num_classes: logits.
     stem: 'cifar' (3×3/1 conv, no max-pool) or 'imagenet' (7×7/2 conv +
       3×3/2 max-pool, torchvision's).
-    act: activation name (see `lenet.activation`), used everywhere ReLU is.
     width: channels of the first stage (torchvision: 64).
     stage_sizes: blocks per stage; set by the registered subclasses.
     block: `BasicBlock` or `Bottleneck`.
-    conv_impl: 'xla' (default) or 'im2col' (see `layers.Conv`). XLA's conv
-      here: on these deep nets im2col compiled ~1.3× slower, stepped only
-      ~10% faster on CPU (ResNet-18, 32×32 gradient matching) and holds
-      k×k copies of every activation.
+    conv_impl, act: see `layers.ConvNet` (keyword-only).
   """
   num_classes: int = 10
   stem: str = 'cifar'
-  act: str = 'relu'
   width: int = 64
   stage_sizes: tuple[int, ...] = (2, 2, 2, 2)
   block: type[nn.Module] = BasicBlock
-  conv_impl: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    act = lenet.activation(self.act)
-    conv = functools.partial(layers.Conv, use_bias=False, kernel_init=_conv_init,
-                             impl=self.conv_impl)
+    if self.stem not in _STEMS:
+      raise ConfigError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}.")
+    act = layers.activation(self.act)
+    kernel, strides = _STEMS[self.stem]
+    x = layers.conv_bn(x, self.width, kernel, strides=strides, train=train,
+                       kernel_init=_conv_init, impl=self.conv_impl, act=act,
+                       names=('stem_conv', 'stem_bn'))
     if self.stem == 'imagenet':
-      x = conv(self.width, (7, 7), strides=2, padding=3, name='stem_conv')(x)
-      x = act(_batch_norm(train, name='stem_bn')(x))
       # PyTorch pads max-pools with -inf, as flax does.
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    elif self.stem == 'cifar':
-      x = conv(self.width, (3, 3), padding=1, name='stem_conv')(x)
-      x = act(_batch_norm(train, name='stem_bn')(x))
-    else:
-      raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}.")
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block(self.width * 2**i, strides=strides, act=act,
+        x = self.block(self.width * 2**i, strides=strides, act=self.act,
                        conv_impl=self.conv_impl, name=f'stage{i + 1}_block{j + 1}')(
                            x, train=train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, name='fc')(x)
+    return layers.classifier(jnp.mean(x, axis=(1, 2)), self.num_classes, name='fc')
 
 
 class ResNet18(ResNet):

@@ -33,8 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import layers
-from dlg_jax.models import lenet
 
 
 class SelfAttention(nn.Module):
@@ -46,7 +46,7 @@ class SelfAttention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     n, t, width = x.shape
     if width % self.num_heads:
-      raise ValueError(f'width {width} is not divisible by {self.num_heads} heads.')
+      raise ConfigError(f'width {width} is not divisible by {self.num_heads} heads.')
     head_dim = width // self.num_heads
     qkv = nn.Dense(3 * width, use_bias=False, name='qkv')(x)
     qkv = qkv.reshape(n, t, 3, self.num_heads, head_dim)
@@ -73,7 +73,7 @@ class EncoderBlock(nn.Module):
     x = x + SelfAttention(self.num_heads, self.dropout_rate, name='attention')(
         nn.LayerNorm(name='norm1')(x))
     y = nn.Dense(self.mlp_dim, name='mlp1')(nn.LayerNorm(name='norm2')(x))
-    y = lenet.activation(self.act)(y)
+    y = layers.activation(self.act)(y)
     if self.dropout_rate > 0:
       y = layers.MaskedDropout(self.dropout_rate, name='mlp_dropout1')(y)
     y = nn.Dense(x.shape[-1], name='mlp2')(y)
@@ -93,7 +93,7 @@ class ViT(nn.Module):
     num_heads: attention heads (width / num_heads dimensions each).
     mlp_dim: hidden units of each block's MLP.
     pool: 'cls' (a learned CLS token) or 'mean' (mean of the patch tokens).
-    act: MLP activation name (see `lenet.activation`; 'gelu' is flax's tanh
+    act: MLP activation name (see `layers.activation`; 'gelu' is flax's tanh
       approximation).
     dropout_rate: > 0 adds the dropout sites listed in the module docstring.
   """
@@ -111,7 +111,7 @@ class ViT(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no batch statistics in this model
     if self.pool not in ('cls', 'mean'):
-      raise ValueError(f"pool must be 'cls' or 'mean', got {self.pool!r}.")
+      raise ConfigError(f"pool must be 'cls' or 'mean', got {self.pool!r}.")
     x = _patchify(x, self.patch_size)
     x = nn.Dense(self.width, name='patch_embedding')(x)
     if self.pool == 'cls':
@@ -124,14 +124,13 @@ class ViT(nn.Module):
       x = EncoderBlock(self.num_heads, self.mlp_dim, self.act, self.dropout_rate,
                        name=f'block{i + 1}')(x)
     x = x[:, 0] if self.pool == 'cls' else jnp.mean(x, axis=1)
-    x = nn.LayerNorm(name='norm')(x)
-    return nn.Dense(self.num_classes, name='head')(x)
+    return layers.classifier(nn.LayerNorm(name='norm')(x), self.num_classes, name='head')
 
 
 def _patchify(x: jax.Array, patch: int) -> jax.Array:
   """(N, H, W, C) -> (N, H/p * W/p, p*p*C), patches in row-major order."""
   n, h, w, c = x.shape
   if h % patch or w % patch:
-    raise ValueError(f'image size {h}×{w} is not divisible by patch size {patch}.')
+    raise ConfigError(f'image size {h}×{w} is not divisible by patch size {patch}.')
   x = x.reshape(n, h // patch, patch, w // patch, patch, c).transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(n, (h // patch) * (w // patch), patch * patch * c)
