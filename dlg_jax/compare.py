@@ -3,7 +3,7 @@
   python -m dlg_jax.compare runs/idlg runs/dlg runs/ig --out=runs/compare
 
 Reads each workdir's config.json and metrics.json (nothing is recomputed) and
-writes `compare.md`, `compare.csv`, `compare.json` (through `sweep.write_table`,
+writes `compare.md`, `compare.csv`, `compare.json` (through `grid.write_table`,
 so sweeps and comparisons print numbers alike), `compare.html` (the table and
 the plot embedded, opens offline) and `compare.png` (mean PSNR and label
 accuracy per run, the two numbers a reader compares first).
@@ -21,7 +21,8 @@ from absl import app
 from absl import flags
 
 from dlg_jax import report
-from dlg_jax import sweep
+from dlg_jax.errors import ConfigError, MissingFileError
+from dlg_jax.sweeps import grid
 
 COLUMNS = ('run', 'attack', 'defense', 'model', 'data', 'victims', 'mean_psnr', 'mean_ssim',
            'mean_mse', 'label_accuracy', 'diverged', 'seconds')
@@ -42,10 +43,10 @@ def row(workdir: str) -> dict[str, Any]:
   files = {name: os.path.join(workdir, name) for name in ('config.json', 'metrics.json')}
   for name, path in files.items():
     if not os.path.isfile(path):
-      raise FileNotFoundError(f'{workdir} has no {name}: is it a finished run\'s workdir?')
+      raise MissingFileError(f'{workdir} has no {name}: is it a finished run\'s workdir?')
   with open(files['config.json']) as f:
     config = json.load(f)
-  summary = sweep.read_record(files['metrics.json'])['summary']
+  summary = grid.read_record(files['metrics.json'])['summary']
   model = config.get('model', {})
   return {
       'run': os.path.basename(os.path.normpath(workdir)),
@@ -87,7 +88,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 def render_html(rows: Sequence[Mapping[str, Any]], png_path: str) -> str:
   """compare.html: the table and the plot (embedded)."""
   head = ''.join(f'<th>{html.escape(c)}</th>' for c in COLUMNS)
-  body = ''.join('<tr>' + ''.join(f'<td>{html.escape(sweep.format_value(r.get(c)))}</td>'
+  body = ''.join('<tr>' + ''.join(f'<td>{html.escape(grid.format_value(r.get(c)))}</td>'
                                   for c in COLUMNS) + '</tr>' for r in rows)
   with open(png_path, 'rb') as f:
     png = base64.b64encode(f.read()).decode('ascii')
@@ -102,9 +103,9 @@ def render_html(rows: Sequence[Mapping[str, Any]], png_path: str) -> str:
 def compare(workdirs: Sequence[str], out: str) -> list[dict[str, Any]]:
   """Writes the comparison of `workdirs` into `out`; returns the rows."""
   if not workdirs:
-    raise ValueError('give at least one workdir to compare.')
+    raise ConfigError('give at least one workdir to compare.')
   rows = [row(w) for w in workdirs]
-  sweep.write_table(rows, out, list(COLUMNS), name='compare')
+  grid.write_table(rows, out, list(COLUMNS), name='compare')
   png = os.path.join(out, 'compare.png')
   plot(rows, png)
   report.write_text(os.path.join(out, 'compare.html'), render_html(rows, png))

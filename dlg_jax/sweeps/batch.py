@@ -14,48 +14,46 @@ its own resumable run in ``workdir/B=<b>``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import os
-from typing import Any, Mapping
+from typing import Any
 
-import ml_collections
-
-from dlg_jax import sweep
+from dlg_jax.errors import ConfigError
+from dlg_jax.sweeps import grid
 
 COLUMNS = ('batch_size', 'victims', 'mean_psnr', 'mean_ssim', 'label_accuracy', 'num_diverged',
            'seconds')
-_SWEEP_FIELDS = ('sweep', 'batch_sizes', 'total_images')
+# The sweep's own fields; a cell's experiment config is the rest.
+SWEEP_FIELDS = ('sweep', 'batch_sizes', 'total_images')
 
 
-def cells(config: Mapping[str, Any]) -> list[sweep.Cell]:
+def cells(config: Mapping[str, Any]) -> list[grid.Cell]:
   """One experiment per batch size in `config.batch_sizes`.
 
   Raises:
-    ValueError: a batch size that does not divide `total_images`.
+    ConfigError: a batch size that does not divide `total_images`.
   """
   total = int(config['total_images'])
   out = []
   for b in config['batch_sizes']:
     if isinstance(b, bool) or not isinstance(b, int) or b < 1 or total % b:
-      raise ValueError(f'batch_sizes must be positive integers dividing total_images={total}, '
-                       f'got {b!r}.')
-    cfg = ml_collections.ConfigDict({k: v for k, v in dict(config).items()
-                                     if k not in _SWEEP_FIELDS})
-    cfg = ml_collections.ConfigDict(cfg.to_dict())  # deep copy, unlocked
-    cfg.client.batch_size = b
-    cfg.data.num_victims = total // b
-    out.append(sweep.Cell(f'B={b}', {'batch_size': b, 'victims': total // b,
-                                     'attack': cfg.attack.name}, cfg))
+      raise ConfigError(f'batch_sizes must be positive integers dividing '
+                        f'total_images={total}, got {b!r}.')
+    cell = grid.cell_config(config, drop=SWEEP_FIELDS)
+    cell.client.batch_size = b
+    cell.data.num_victims = total // b
+    out.append(grid.Cell(f'B={b}', {'batch_size': b, 'victims': total // b,
+                                    'attack': cell.attack.name}, cell))
   return out
 
 
 def run(config: Mapping[str, Any], workdir: str) -> list[dict[str, Any]]:
   """Runs (or resumes) every batch size and writes the table and the plot."""
-  config = ml_collections.ConfigDict(
-      config.to_dict() if hasattr(config, 'to_dict') else dict(config))
-  rows = sweep.run(cells(config), workdir)
-  sweep.write_table(rows, workdir, COLUMNS)
-  sweep.plot_lines(rows, os.path.join(workdir, 'psnr_by_batch_size.png'), x='batch_size',
-                   y='mean_psnr', line='attack',
-                   title=f'{config.attack.name} on {config.model.name}: PSNR vs batch size',
-                   logx=True)
+  config = grid.plain(config)
+  rows = grid.run(cells(config), workdir)
+  print(grid.write_table(rows, workdir, COLUMNS), flush=True)
+  attack, model = config['attack']['name'], config['model']['name']
+  grid.plot_lines(rows, os.path.join(workdir, 'psnr_by_batch_size.png'), x='batch_size',
+                  y='mean_psnr', line='attack', title=f'{attack} on {model}: PSNR vs batch size',
+                  logx=True)
   return rows

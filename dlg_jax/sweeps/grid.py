@@ -1,26 +1,24 @@
-"""Grids of experiments: run each cell once, resume, tabulate, plot.
+"""Grids of experiments: derive each cell's config, run it once, resume, tabulate, plot.
 
 A sweep is a list of `Cell`s, each a full experiment config with a name (its
 sub-directory of the sweep's workdir) and labels (its coordinates in the grid,
-which become the first columns of its table row). `run` runs
-`experiment.run` for every cell whose ``metrics.json`` is missing and reads the
-others back, so an interrupted sweep continues where it stopped; every row
-comes from the file on disk, so a resumed sweep and a fresh one give the same
-rows. `write_table` and `plot_lines` turn rows into ``table.{md,csv,json}`` and
-a PNG. Nothing here knows what the grid means: the defense sweep
-(`defense_sweep`) and others build cells and choose columns.
+which become the first columns of its table row). `cell_config` is the one way
+a sweep derives a cell's config from its own. `run` runs `runner.run` for
+every cell whose ``metrics.json`` is missing and reads the others back, so an
+interrupted sweep continues where it stopped; every row comes from the file on
+disk, so a resumed sweep and a fresh one give the same rows. `write_table` and
+`plot_lines` turn rows into ``table.{md,csv,json}`` and a PNG.
 
-`launch` is what ``launch.py`` calls for a config with a ``sweep`` field: it
-looks the name up in `SWEEPS` (module paths, imported lazily so that sweep
-modules may import this one) and calls that module's ``run(config, workdir)``.
+Nothing here knows what a grid means: the sweeps of this package build the
+cells and choose the columns, and this module imports none of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+import copy
 import csv
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -31,19 +29,14 @@ from typing import Any
 from absl import logging
 import ml_collections
 
-from dlg_jax import experiment
 from dlg_jax import report
+from dlg_jax import runner as runner_lib
+from dlg_jax.errors import ConfigError
 
 MISSING = '—'
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._=+-]*$')
 
-# config.sweep -> module with `run(config, workdir) -> list[dict]`.
-SWEEPS: dict[str, str] = {
-    'defenses': 'dlg_jax.defense_sweep',
-    'dropout': 'dlg_jax.dropout_sweep',
-    'batch': 'dlg_jax.batch_sweep',
-    'models_study': 'dlg_jax.models_study',
-}
+Row = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,35 +48,89 @@ class Cell:
       ``._=+-``, not starting with a dot.
     labels: its coordinates, e.g. ``{'defense': 'gaussian', 'strength': 1e-4,
       'attack': 'idlg'}``; they lead its table row.
-    config: a full experiment config (as for `experiment.run`).
+    config: a full experiment config (as for `runner.run`).
   """
   name: str
   labels: dict[str, Any]
   config: ml_collections.ConfigDict
 
 
-def _check_cells(cells: Sequence[Cell]) -> None:
+def plain(value: Any) -> Any:
+  """A deep copy of `value` with every ConfigDict turned into a plain dict.
+
+  >>> plain(ml_collections.ConfigDict({'a': {'b': (1, 2)}}))
+  {'a': {'b': (1, 2)}}
+  """
+  if hasattr(value, 'to_dict'):
+    return plain(value.to_dict())  # to_dict shares the leaves (lists) with the config
+  if isinstance(value, Mapping):
+    return {k: plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return type(value)(plain(v) for v in value)
+  return copy.deepcopy(value)
+
+
+def cell_config(config: Mapping[str, Any], drop: Iterable[str] = (),
+                **overrides: Any) -> ml_collections.ConfigDict:
+  """A cell's experiment config: the sweep's, less its sweep-only fields, plus overrides.
+
+  The result is a deep copy and unlocked, so a sweep may set nested fields on
+  it (``cell.client.batch_size = 4``) without touching the sweep's config.
+
+  Args:
+    config: the sweep's config (a ConfigDict or a mapping).
+    drop: top-level fields only the sweep reads (``sweep``, its grid, ...);
+      absent ones are ignored.
+    **overrides: top-level fields to set, replacing whatever was there.
+
+  Returns:
+    An unlocked `ml_collections.ConfigDict`.
+
+  >>> sweep = ml_collections.ConfigDict({'sweep': 'x', 'seed': 0, 'data': {'size': 32}})
+  >>> cell = cell_config(sweep, drop=('sweep',), attack={'name': 'idlg'})
+  >>> cell.data.size = 16
+  >>> sorted(cell), sweep.data.size
+  (['attack', 'data', 'seed'], 32)
+  """
+  fields = plain(config)
+  for name in drop:
+    fields.pop(name, None)
+  fields.update({name: plain(value) for name, value in overrides.items()})
+  return ml_collections.ConfigDict(fields)
+
+
+def slug(*parts: Any) -> str:
+  """A directory name from grid coordinates: floats as ``%g``, Nones left out.
+
+  >>> slug('gaussian', 1e-4), slug('none', None), slug('idlg', 'dp_sgd', 1.0)
+  ('gaussian-0.0001', 'none', 'idlg-dp_sgd-1')
+  """
+  return '-'.join(f'{p:g}' if isinstance(p, float) else str(p) for p in parts if p is not None)
+
+
+def check_cells(cells: Sequence[Cell]) -> None:
+  """Raises ConfigError unless every cell is a `Cell` with a unique, safe name."""
   seen = set()
   for cell in cells:
     if not isinstance(cell, Cell):
-      raise ValueError(f'a sweep takes Cell records, got {type(cell).__name__}.')
+      raise ConfigError(f'a sweep takes Cell records, got {type(cell).__name__}.')
     if not _SAFE_NAME.match(cell.name):
-      raise ValueError(f'cell name {cell.name!r} is not a safe directory name; use letters, '
-                       'digits and ._=+- (not starting with a dot).')
+      raise ConfigError(f'cell name {cell.name!r} is not a safe directory name; use letters, '
+                        'digits and ._=+- (not starting with a dot).')
     if cell.name in seen:
-      raise ValueError(f'two cells are named {cell.name!r}; cell names must be unique.')
+      raise ConfigError(f'two cells are named {cell.name!r}; cell names must be unique.')
     seen.add(cell.name)
 
 
 def read_record(path: str) -> dict[str, Any]:
-  """A run's metrics.json (non-finite numbers were written as null)."""
-  with open(path) as f:
+  """A JSON record a run or a sweep wrote (non-finite numbers were written as null)."""
+  with open(path, encoding='utf-8') as f:
     return json.load(f)
 
 
 def run(cells: Sequence[Cell], workdir: str, *,
-        extra: Callable[[Cell, dict[str, Any]], dict[str, Any] | None] | None = None,
-        runner: Callable[[Any, str], Any] = experiment.run) -> list[dict[str, Any]]:
+        extra: Callable[[Cell, dict[str, Any]], Mapping[str, Any] | None] | None = None,
+        runner: Callable[[Any, str], Any] = runner_lib.run) -> list[Row]:
   """Runs every cell not yet finished and returns one row per cell, in order.
 
   A cell is finished when ``workdir/<name>/metrics.json`` exists (report.py
@@ -95,12 +142,12 @@ def run(cells: Sequence[Cell], workdir: str, *,
     extra: optional ``(cell, record) -> dict`` of further columns (e.g. a test
       accuracy computed elsewhere); None or {} adds nothing.
     runner: ``(config, cell_workdir) -> anything`` that writes metrics.json;
-      `experiment.run` unless a test or another driver says otherwise.
+      `runner.run` unless a test says otherwise.
 
   Returns:
     Rows ``{**cell.labels, **record['summary'], **extra(cell, record)}``.
   """
-  _check_cells(cells)
+  check_cells(cells)
   os.makedirs(workdir, exist_ok=True)
   rows = []
   for i, cell in enumerate(cells):
@@ -120,7 +167,12 @@ def run(cells: Sequence[Cell], workdir: str, *,
   return rows
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+  """Whether a table shows `value` as missing: None, '' or NaN.
+
+  >>> [is_missing(v) for v in (None, '', float('nan'), 0.0)]
+  [True, True, True, False]
+  """
   return value is None or value == '' or (isinstance(value, float) and math.isnan(value))
 
 
@@ -130,7 +182,7 @@ def format_value(value: Any) -> str:
   >>> [format_value(v) for v in (None, 1e-4, 48.612, 'fp16', float('nan'), 3)]
   ['—', '0.0001', '48.61', 'fp16', '—', '3']
   """
-  if _is_missing(value):
+  if is_missing(value):
     return MISSING
   if isinstance(value, bool):
     return str(value)
@@ -140,12 +192,15 @@ def format_value(value: Any) -> str:
 
 
 def write_table(rows: Sequence[Mapping[str, Any]], workdir: str, columns: Sequence[str],
-                name: str = 'table') -> None:
+                name: str = 'table') -> str:
   """Writes ``<name>.md``, ``<name>.csv`` (the chosen columns) and ``<name>.json``.
 
   Markdown rounds to 4 significant digits; CSV keeps full precision; both
   print a missing value (None, '', NaN, or a column the row lacks) as '—'.
   The JSON holds the full rows (every key), non-finite numbers as null.
+
+  Returns:
+    The Markdown table, for the sweep to print.
   """
   if not columns:
     raise ValueError('write_table needs at least one column.')
@@ -153,19 +208,17 @@ def write_table(rows: Sequence[Mapping[str, Any]], workdir: str, columns: Sequen
   lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
   for row in rows:
     lines.append('| ' + ' | '.join(format_value(row.get(c)) for c in columns) + ' |')
-  report.write_text(os.path.join(workdir, f'{name}.md'), '\n'.join(lines) + '\n')
+  markdown = '\n'.join(lines) + '\n'
+  report.write_text(os.path.join(workdir, f'{name}.md'), markdown)
 
   buf = io.StringIO()
   writer = csv.writer(buf, lineterminator='\n')
   writer.writerow(columns)
   for row in rows:
-    writer.writerow([MISSING if _is_missing(row.get(c)) else row.get(c) for c in columns])
+    writer.writerow([MISSING if is_missing(row.get(c)) else row.get(c) for c in columns])
   report.write_text(os.path.join(workdir, f'{name}.csv'), buf.getvalue())
   report.write_json(os.path.join(workdir, f'{name}.json'), [dict(r) for r in rows])
-
-
-def _group_key(row: Mapping[str, Any], line: Sequence[str]) -> tuple[Any, ...]:
-  return tuple(row.get(c) for c in line)
+  return markdown
 
 
 def plot_lines(rows: Sequence[Mapping[str, Any]], path: str, *, x: str, y: str,
@@ -184,9 +237,9 @@ def plot_lines(rows: Sequence[Mapping[str, Any]], path: str, *, x: str, y: str,
   groups: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
   for row in rows:
     xv, yv = row.get(x), row.get(y)
-    if _is_missing(xv) or _is_missing(yv):
+    if is_missing(xv) or is_missing(yv):
       continue
-    groups.setdefault(_group_key(row, line), []).append((float(xv), float(yv)))
+    groups.setdefault(tuple(row.get(c) for c in line), []).append((float(xv), float(yv)))
   fig, ax = plt.subplots(figsize=(6.4, 4.4))
   for key, points in groups.items():
     points.sort()
@@ -204,12 +257,3 @@ def plot_lines(rows: Sequence[Mapping[str, Any]], path: str, *, x: str, y: str,
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   report.save_figure(path, fig)
   plt.close(fig)
-
-
-def launch(config: Mapping[str, Any], workdir: str) -> list[dict[str, Any]]:
-  """Runs the sweep named by ``config.sweep`` (see `SWEEPS`)."""
-  name = config['sweep']
-  if name not in SWEEPS:
-    raise ValueError(f'unknown sweep {name!r} in config.sweep; choose one of {sorted(SWEEPS)}.')
-  module = importlib.import_module(SWEEPS[name])
-  return module.run(config, workdir)
