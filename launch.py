@@ -1,20 +1,26 @@
 """Runs one experiment: python launch.py --config=configs/idlg.py --workdir=runs/x
 
-A config with a `sweep` field runs a grid of them instead (dlg_jax/sweep.py).
+A config with a `sweep` field runs a grid of them instead (`dlg_jax.sweeps`).
 
-Kept short on purpose: all logic is in `dlg_jax.experiment`, which can be
-tested. A bad config ends with one line saying what to change, not a trace.
+Kept short on purpose: the logic is in `dlg_jax.runner`, which can be tested.
+A bad setting (the library's `ConfigError`, a bad flag or config file) ends
+in one line saying what to change and exit status 2; any other exception is
+a bug and keeps its traceback.
 """
 
+import difflib
+import importlib.util
 import os
 import sys
 
 from absl import app
 from absl import flags
+import ml_collections
 from ml_collections import config_flags
 
-from dlg_jax import experiment
-from dlg_jax import sweep
+from dlg_jax import runner
+from dlg_jax import sweeps
+from dlg_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -22,49 +28,57 @@ flags.DEFINE_string('workdir', 'runs/default', 'Where the report goes.')
 flags.mark_flags_as_required(['config'])
 
 
-def _one_line(error: BaseException, argv: list[str]) -> str:
-  """What went wrong while absl read the flags and the config, in one line."""
-  if isinstance(error, (AttributeError, KeyError)):
-    # ml_collections refuses an override of a field the (locked) config lacks.
-    inner = error.args[0] if error.args else error
-    inner = inner.args[0] if isinstance(inner, BaseException) and inner.args else inner
-    name, *hint = str(inner).splitlines()
-    name = name.strip('\'"')
-    bad = [a.split('=')[0] for a in argv[1:]
-           if a.startswith('--config.') and name in a.split('=')[0].split('.')]
-    flag = bad[0] if bad else '--config'
-    model_hint = (f' Other module fields of the model go in --config.model.options, e.g. '
-                  f'--config.model.options={name}=VALUE,act=sigmoid.'
-                  if flag.startswith('--config.model.') else '')
-    return (f'{flag}: the config has no field {name!r}. '
-            + (' '.join(hint) + ' ' if hint else '')
-            + 'Overrides can only change fields the config file defines.' + model_hint)
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  if isinstance(error, (SyntaxError, ImportError)):
-    return f'the config file cannot be imported: {type(error).__name__}: {error}'
-  if isinstance(error, OSError):
-    given = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
-    path = given[0].split(':')[0] if given else ''
-    cause = error.__cause__ or error.__context__
-    why = ('no such file' if not os.path.exists(path) else
-           f'{type(cause).__name__}: {cause}' if cause else lines[0] if lines else repr(error))
-    return (f'cannot load the config file {path!r} ({why}); give a file such as '
-            'configs/idlg.py.')
-  # absl puts a config file's own exception, traceback and all, into the
-  # message: keep its first line (which flag) and its last (what was raised).
-  if len(lines) > 1 and any(line.startswith('Traceback') for line in lines):
-    return f'{lines[0]} {lines[-1]}'
-  return ' '.join(lines) or repr(error)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, but a bad flag or config ends in one line, exit code 2."""
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """The config of `path[:arg]`, as absl will load it, or a ConfigError saying why not."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ConfigError(f'cannot load the config file {path!r} (no such file); give a file such '
+                      'as configs/idlg.py.')
+  module_spec = importlib.util.spec_from_file_location('_config_file', path)
+  module = importlib.util.module_from_spec(module_spec)
   try:
-    rest = FLAGS(argv)
-    _ = 'sweep' in FLAGS.config  # a config file that cannot be loaded fails here, not in main
-    return rest
-  except (flags.Error, AttributeError, KeyError, OSError, SyntaxError, ImportError) as e:
-    print(f'error: {_one_line(e, argv)}', file=sys.stderr)
+    module_spec.loader.exec_module(module)
+  except (SyntaxError, ImportError) as e:
+    raise ConfigError(f'the config file {path!r} cannot be imported: '
+                      f'{type(e).__name__}: {e}') from None
+  if not hasattr(module, 'get_config'):
+    raise ConfigError(f'the config file {path!r} has no get_config(arg) function.')
+  return module.get_config(arg or None)
+
+
+def check_overrides(config: ml_collections.ConfigDict, argv: list[str]) -> None:
+  """Every --config.a.b override names a field the config file defines."""
+  for arg in argv[1:]:
+    if not arg.startswith('--config.'):
+      continue
+    flag = arg.split('=', 1)[0]
+    node, parts = config, flag[len('--config.'):].split('.')
+    for i, part in enumerate(parts):
+      if isinstance(node, ml_collections.ConfigDict) and part in node:
+        node = node[part]
+        continue
+      known = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+      close = difflib.get_close_matches(part, known, n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      model_hint = (f' Other module fields of the model go in --config.model.options, e.g. '
+                    f'--config.model.options={part}=VALUE,act=sigmoid.'
+                    if parts[:i] == ['model'] else '')
+      raise ConfigError(f'{flag}: the config has no field {part!r}.{hint} Overrides can only '
+                        f'change fields the config file defines.{model_hint}')
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, after our own checks of the config file and its overrides."""
+  try:
+    given = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
+    if given:
+      check_overrides(load_config_file(given[-1]), argv)
+    return FLAGS(argv)
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except flags.Error as e:  # absl's own flag errors (a value of the wrong type, ...)
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
     sys.exit(2)
 
 
@@ -72,13 +86,16 @@ def main(argv):
   del argv
   try:
     if 'sweep' in FLAGS.config:  # a grid of experiments (configs/defenses.py)
-      sweep.launch(FLAGS.config, FLAGS.workdir)
+      sweeps.launch(FLAGS.config, FLAGS.workdir)
     else:
-      experiment.run(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, KeyError) as e:
+      runner.run(FLAGS.config, FLAGS.workdir)
+  except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print('interrupted; rerun the same command to resume.', file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=parse_flags)

@@ -22,15 +22,15 @@ of x′ against x, `--noise_db`), with `--batch` photos in the client's batch:
 how far from the truth the objective still tells images apart.
 
 `--basin_steps=N` > 0 adds the optimiser's view: Inverting Gradients
-(`inverting.run`, signed Adam at a step of `--basin_lr` × σ, TV 1e-4,
+(`solvers.run_adam`, signed Adam at a step of `--basin_lr` × σ, TV 1e-4,
 plateau schedule) on the first photo, started at x + σ·n for each PSNR in
 `--basin_db` instead of noise, in both modes; it prints the matching loss
 at the start, the lowest loss seen, and the PSNR of the image the loop
 holds at the end. A start the optimiser improves on lies in the basin of
 the truth.
 
-Measured on the 2-core CPU (BUILD_NOTES.md, "Train mode: the shared
-gradient is ≈300× more sensitive to the image"): a change at 60 dB moves
+Measured on the 2-core CPU (docs/results/inverting_gradients.md, "Why
+train mode stalls"): a change at 60 dB moves
 the train-mode gradient by 0.119, the eval-mode one by 3.65e-4; from a
 15.8 dB start IG ends at 13.3 dB in train mode and 18.2 dB in eval mode.
 ≈1 min without `--basin_steps`, 24 min with `--basin_steps=200`.
@@ -53,9 +53,12 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
-from dlg_jax.attacks import inverting
+from dlg_jax.attacks import losses
 from dlg_jax.attacks import objectives
+from dlg_jax.attacks import registry
+from dlg_jax.attacks import solvers
 from dlg_jax.client import gradients
+from dlg_jax.client import protocol
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', 'resnet18', 'Model registry name.')
@@ -152,19 +155,20 @@ def basin(model_name: str, num_classes: int, starts: list[float], steps: int,
   model, variables, images, _ = _setup(model_name, 1, num_classes)
   x, t = images[:1], _distinct_targets(1, num_classes)
   labels = jnp.argmax(t, axis=-1)[None]
-  config = {'steps': steps, 'chunk': max(1, steps // 4), 'restarts': 1,
+  config = {'name': 'ig', 'steps': steps, 'chunk': max(1, steps // 4), 'restarts': 1,
             'schedule': 'plateau', 'plateau_patience': 50, 'tol': 0.0}
   psnr = lambda z: float(10 * np.log10(1.0 / np.mean((np.asarray(z) - np.asarray(x)) ** 2)))
   for mode in ('train', 'eval'):
     train = mode == 'train'
     target = gradients.batch_gradients(model, variables, x, t, train=train)
-    loss_fn = functools.partial(inverting.lane_loss, model=model, train=train, tv=1e-4)
+    loss_fn = functools.partial(losses.matching_loss, model=model, train=train,
+                                protocol=protocol.FEDSGD, distance='cosine', tv=1e-4)
     for db in starts:
       start = jnp.clip(_perturbed(x, db, jax.random.key(7)), 0.0, 1.0)
       last = []
-      result = inverting.run(
-          jax.random.key(0), {**config, 'lr': lr_scale * 10 ** (-db / 20)}, loss_fn=loss_fn,
-          init_z=lambda k, s=start: {'image': s}, project=inverting.box,
+      result = solvers.run_adam(
+          jax.random.key(0), registry.complete({**config, 'lr': lr_scale * 10 ** (-db / 20)}),
+          loss_fn=loss_fn, init_z=lambda k, s=start: {'image': s}, project=solvers.box,
           aux={'target': jax.tree.map(lambda g: g[None], target), 'labels': labels},
           shared={'variables': variables},
           progress=lambda it, state, snap: last.append(state.z['image'][0, 0]))

@@ -4,7 +4,7 @@
   python benchmarks/sharded_devices.py --device_victims=0   # the chunk split evenly
 
 Re-executes itself with XLA_FLAGS=--xla_force_host_platform_device_count=4,
-then runs one chunk (`experiment.run_chunk`) of Fashion-MNIST test images
+then attacks one chunk (`experiment.attack_victims`) of Fashion-MNIST test images
 (IDX files; the offline photos if they are missing) on meshes of 1, 2 and 4
 devices, `--device_victims` victims per device per program (`parallel.rounds`:
 with 2, one device runs 4 rounds of 2, two devices 2 rounds of 4, four
@@ -37,11 +37,8 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from configs import idlg_fashion_mnist  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dlg_jax import data as data_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dlg_jax import experiment  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dlg_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dlg_jax.types import Private  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('victims', 8, 'Victims in the chunk.')
@@ -52,30 +49,23 @@ flags.DEFINE_integer('device_victims', 2, 'Victims per device per program (run.d
 
 def main(argv):
   del argv
-  config = experiment._to_dict(idlg_fashion_mnist.get_config())  # pylint: disable=protected-access
+  config = idlg_fashion_mnist.get_config().to_dict()
   config['data']['num_victims'] = FLAGS.victims
   config['attack']['steps'] = FLAGS.steps
   config['run']['device_victims'] = FLAGS.device_victims
   if not os.path.isdir(config['data']['path']):
     config['data'].update(name='photos', size=32, channels=3)
-  dataset = data_lib.load(config['data'], FLAGS.victims)
-  model = models.build(config['model'], input_shape=dataset.images.shape[1:],
-                       num_classes=dataset.num_classes)
-  k_model, k_client, k_attack = jax.random.split(jax.random.key(config['seed']), 3)
-  inputs = dict(model=model, variables=model.init(k_model),
-                truth=Private(dataset.images[:, None], dataset.labels[:, None]),
-                k_client=k_client, k_attack=k_attack, client_cfg=config['client'],
-                attack_cfg=config['attack'], device_victims=FLAGS.device_victims,
-                leave_bar=False)
+  exp = experiment.setup(config)
   ids = np.arange(FLAGS.victims)
   base = None
   print(f'{FLAGS.victims} victims of {config["data"]["name"]}, {FLAGS.steps} iterations, '
         f'device_victims={FLAGS.device_victims}')
   for k in (1, 2, 4):
     mesh = parallel.victim_mesh(jax.local_devices()[:k])
-    experiment.run_chunk(ids, mesh=mesh, **inputs)  # compile
+    experiment.attack_victims(exp, ids, mesh=mesh, device_victims=FLAGS.device_victims)  # compile
     start = time.perf_counter()
-    result, _, scores, _ = experiment.run_chunk(ids, mesh=mesh, **inputs)
+    result, _, scores, _ = experiment.attack_victims(exp, ids, mesh=mesh,
+                                                     device_victims=FLAGS.device_victims)
     seconds = time.perf_counter() - start
     out = {'images': np.asarray(result.images), 'loss': np.asarray(result.loss),
            'psnr': scores.psnr, 'labels': np.asarray(result.labels),

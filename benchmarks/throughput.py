@@ -8,7 +8,7 @@ Prints, for each number of vmapped victims V:
 - eval: one jitted value-and-gradient of the iDLG matching loss (forward,
   weight gradient, backward of the L2 distance) for V victims, divided by V —
   the unit the PyTorch reference is quoted in (≈4.6 ms with one thread here,
-  PERF_NOTES.md). Two columns: all V victims vmapped at once, and the V
+  docs/results/throughput.md). Two columns: all V victims vmapped at once, and the V
   victims in blocks of `--block` vmapped victims run one block after the
   other (`lax.map(..., batch_size=block)`, what the attack does: one
   compiled program either way);
@@ -53,9 +53,10 @@ import numpy as np
 from dlg_jax import data
 from dlg_jax import models
 from dlg_jax import parallel
-from dlg_jax.attacks import dlg
+from dlg_jax.attacks import losses
 from dlg_jax.attacks import optimize
 from dlg_jax.client import gradients
+from dlg_jax.client import protocol
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('victims', ['1', '8', '64'], 'Numbers of vmapped victims.')
@@ -98,8 +99,8 @@ def measure(num_victims: int, iterations: int, memory: int, block: int,
   target = jax.vmap(lambda x, y: gradients.batch_gradients(
       model, variables, x, jax.nn.one_hot(y, 16)))(images, labels)
   aux = {'target': target, 'labels': labels}
-  loss_fn = functools.partial(dlg._lane_loss, model=model, train=True,
-                              distance='l2', label_mode='idlg')
+  loss_fn = functools.partial(losses.matching_loss, model=model, train=True,
+                              protocol=protocol.FEDSGD, distance='l2')
   shared = {'variables': variables}
   if weights == 'constants':
     loss_fn, shared = functools.partial(loss_fn, variables=variables), {}
@@ -200,7 +201,7 @@ def measure_split(num_victims: int, processes: int, **kwargs: Any) -> dict[str, 
 def main(argv):
   del argv
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}, '
-        f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (PERF_NOTES.md)')
+        f'{os.cpu_count()} CPU cores; PyTorch DLG reference ≈4.6 ms/eval (docs/results/throughput.md)')
   print(f'{"victims":>7} {"procs":>5} {"eval ms/victim":>15} {"eval, blocks":>13} {"attack ms/it/victim":>20} '
         f'{"attack ms/eval/victim":>22} {"evals/it":>9}   (blocks of {FLAGS.block} victims, '
         f'{FLAGS.form} L-BFGS, weights as {FLAGS.weights})')

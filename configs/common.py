@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import ml_collections
+
+from dlg_jax import weights
+from dlg_jax.attacks import registry
+from dlg_jax.client import simulate
+from dlg_jax.errors import ConfigError
 
 
 def base() -> ml_collections.ConfigDict:
@@ -32,24 +38,12 @@ def base() -> ml_collections.ConfigDict:
 
   config.model = model('lenet')
   # The weights the server sends (threat model; dlg_jax/weights.py):
-  config.model_init = ml_collections.ConfigDict()
-  config.model_init.source = 'random'  # random | checkpoint | train
-  config.model_init.path = ''  # checkpoint: msgpack from dlg_jax.weights.save
-  config.model_init.steps = 0  # train: Adam steps on the run's data set first
-  config.model_init.lr = 1e-3
-  config.model_init.batch_size = 16
-
-  config.client = ml_collections.ConfigDict()
-  config.client.batch_size = 1
-  config.client.train = True  # BatchNorm on the batch's statistics (threat model)
-  config.client.reveal_labels = False  # labels are private unless this is set
-  # The round (dlg_jax/client/protocol.py): fedsgd shares one gradient; fedavg
-  # takes local_steps SGD steps at local_lr and shares (θ0 − θK)/(K·lr).
-  config.client.protocol = 'fedsgd'  # fedsgd | fedavg
-  config.client.local_steps = 1
-  config.client.local_lr = 0.1
-  config.client.reveal_masks = False  # dropout masks too (WIIG's masks-known upper bound)
-  config.client.defenses = []  # ordered list of {'name': ..., params}; see client/defenses.py
+  # The weights the server sends (threat model; dlg_jax/weights.py): source
+  # random | checkpoint (path: msgpack from dlg_jax.weights.save) | train
+  # (steps Adam steps at lr, batches of batch_size, on the run's data first).
+  config.model_init = ml_collections.ConfigDict(copy.deepcopy(weights.DEFAULTS))
+  # The client's round and defenses: dlg_jax/client/simulate.py DEFAULTS.
+  config.client = ml_collections.ConfigDict(copy.deepcopy(simulate.DEFAULTS))
 
   # How the victims are executed. With device_victims > 0 neither chunk_victims
   # nor the number of devices changes a victim's result (bitwise); with 0 they
@@ -73,19 +67,9 @@ def base() -> ml_collections.ConfigDict:
   # CPU machine (parallel.pin_cpu_cores; benchmarks/two_cores.sh).
   config.run.cpu_cores = ''
 
-  config.attack = ml_collections.ConfigDict()
-  config.attack.name = 'idlg'
-  config.attack.labels = 'idlg'  # optimize (DLG) | idlg (iDLG; batch rule for B > 1) | known
-  config.attack.init = 'rand'  # rand: U(0,1) (iDLG code) | randn: N(0,1) (DLG code)
-  config.attack.distance = 'l2'
-  config.attack.steps = 2500  # L-BFGS iterations (each with its line search)
-  config.attack.chunk = 100  # iterations per compiled chunk (progress granularity)
-  config.attack.restarts = 1  # random initialisations per victim; lowest loss kept
-  config.attack.memory = 100  # L-BFGS history
-  config.attack.linesearch = 'backtracking'  # backtracking (Armijo) | zoom (strong Wolfe)
-  config.attack.linesearch_steps = 20
-  config.attack.tol = 1e-12  # stop a lane once its matching loss is this small
-  config.attack.train = True  # the BatchNorm mode the attacker assumes
+  # iDLG with its defaults, every field it reads (the fields and what they
+  # mean: dlg_jax/attacks/registry.py, dlg.py, solvers.py).
+  config.attack = ml_collections.ConfigDict(registry.defaults('idlg'))
   return config
 
 
@@ -104,7 +88,7 @@ def apply_arg(config: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
   if arg == 'smoke':
     return smoke(config)
   if arg:
-    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
+    raise ConfigError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
   return config
 
 
@@ -114,5 +98,6 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.attack.steps = 20
   config.attack.chunk = 10
   config.attack.restarts = 2
-  config.attack.memory = 10
+  if 'memory' in config.attack:  # L-BFGS attacks only
+    config.attack.memory = 10
   return config

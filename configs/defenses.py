@@ -1,30 +1,18 @@
 """Defenses × strengths against iDLG and Inverting Gradients, with their utility.
 
 Zhu et al. 2019 (DLG, Sec. 5) and Abadi et al. 2016 (DP-SGD). The DLG LeNet
-(sigmoid) is attacked on 8 offline photos at batch size 1 under each defense
-of the grid, and trained on scikit-learn's digits with the same defense on
-every step's gradient for the test-accuracy column (`dlg_jax/defense_sweep.py`).
+(sigmoid) is attacked on 8 offline photos at batch size 1 under each defense:
+Gaussian/Laplacian noise of variance 1e-4 … 1e-1, fp16, bf16, int8, pruning
+10–70%, DP-SGD (C = 1, z = 0.01, 0.1, 1); trained on scikit-learn's digits
+with each defense it gives test accuracy and ε. Writes table.*, tradeoff_*.png.
 
   python launch.py --config=configs/defenses.py --workdir=runs/defenses
   python launch.py --config=configs/defenses.py:smoke --workdir=runs/defenses_smoke
   python launch.py --config=configs/defenses.py --workdir=runs/defenses --config.attacks.idlg.steps=2500
 
-Writes table.{md,csv,json} and tradeoff_<attack>.png in the workdir; every
-cell (and every training) is resumable. Add DLG with a config override file
-or by editing `attacks` below (it is about twice as slow as iDLG).
-
-Grid: none; Gaussian and Laplacian noise of variance 1e-4 … 1e-1 (Laplace
-scale sqrt(v/2)); fp16, bf16, int8; pruning 10–70%; DP-SGD with C = 1 and
-z = 0.01, 0.1, 1 (ε for the utility run's q = 64/1347, T = 1,000, δ = 1e-5).
-
-Measured 2026-11-26 on the shared 2-core CPU (about 90 min under heavy load;
-BUILD_NOTES.md, "Defenses sweep (issue 5)"): iDLG 27.5 dB undefended at 500
-iterations; 13.0 dB at noise variance 1e-4, 5.0–5.5 dB at >= 1e-2; fp16/bf16
-27.3/27.2 dB (no defense); pruning 20% 19.0 dB, 30% 14.1, 50% 8.9, 70% 6.6 dB;
-DP-SGD 5.3–6.1 dB. Digits test accuracy 97.3% undefended, 76.2% at Gaussian
-variance 1e-1, 74.2% for DP-SGD z = 1 (ε = 11.3); pruning and quantisation
-cost nothing. IG at 1,000 iterations reconstructs nothing (11.8 dB
-undefended).
+Threat model: labels recovered, random weights, FedSGD; the attack does not model the defense.
+Measured 2026-11-26: iDLG 27.5 dB undefended; noise ≥ 1e-2 or pruning ≥ 30% take it to < 15 dB.
+More: docs/results/defenses.md.
 """
 
 from __future__ import annotations
@@ -32,24 +20,24 @@ from __future__ import annotations
 import ml_collections
 
 from configs import common
-from configs import idlg
-from configs import ig
+from dlg_jax.attacks import registry
+from dlg_jax.sweeps import utility
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base()
-  config.sweep = 'defenses'  # launch.py hands configs with this field to dlg_jax.sweep
+  config.sweep = 'defenses'  # launch.py hands it to dlg_jax.sweeps (sweeps/defenses.py)
   config.data.num_victims = 8
   config.model = common.model('lenet')
   del config.attack  # one attack config per entry of `attacks`
 
   config.attacks = ml_collections.ConfigDict()
-  config.attacks.idlg = idlg.get_config().attack
+  config.attacks.idlg = ml_collections.ConfigDict(registry.defaults('idlg'))
   config.attacks.idlg.steps = 500
-  config.attacks.ig = ig.get_config().attack
+  config.attacks.ig = ml_collections.ConfigDict(registry.defaults('ig'))
   config.attacks.ig.steps = 1000
 
-  # defense -> strengths (see dlg_jax/defense_sweep.py for their units).
+  # defense -> strengths (see dlg_jax/sweeps/defenses.py for their units).
   config.grid = ml_collections.ConfigDict({
       'gaussian': [1e-4, 1e-3, 1e-2, 1e-1],  # variance
       'laplacian': [1e-4, 1e-3, 1e-2, 1e-1],  # variance
@@ -59,17 +47,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   config.dp = ml_collections.ConfigDict({'clip_norm': 1.0})
 
-  # The utility run: the same model, 10 digit classes, trained per grid point.
-  config.utility = ml_collections.ConfigDict()
-  config.utility.data = 'digits'
-  config.utility.steps = 1000
-  config.utility.batch_size = 64
-  config.utility.lr = 1e-3  # Adam
-  config.utility.chunk = 100
-  config.utility.seed = 0
-  config.utility.delta = 1e-5  # DP-SGD's delta (< 1/N for N = 1,347)
-  config.utility.sampling = 'poisson'  # poisson | fixed (DP-SGD batches)
-  config.utility.accountant = 'rdp'  # rdp | pld
+  # The utility run: the same model, 10 digit classes, trained per grid point;
+  # fields in dlg_jax/sweeps/utility.py DEFAULTS (1,000 Adam steps of B = 64 at
+  # lr 1e-3, DP-SGD with Poisson batches, δ = 1e-5, RDP accountant).
+  config.utility = ml_collections.ConfigDict(utility.DEFAULTS)
 
   if arg == 'smoke':
     # Compilation dominates: one attack, two grid points (batch and DP paths).
@@ -80,5 +61,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.grid = ml_collections.ConfigDict({'dp_sgd': [1.0]})
     config.utility.steps, config.utility.batch_size, config.utility.chunk = 20, 16, 10
   elif arg:
-    raise ValueError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
+    raise common.ConfigError(f'unknown config argument {arg!r}; use ":smoke" or nothing.')
   return config

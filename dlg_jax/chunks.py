@@ -21,6 +21,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.types import AttackResult, Private, Scores
 
 # Config fields that do not change any victim's result (how the run is
@@ -96,7 +97,7 @@ def load(file: str, fingerprint_: str) -> dict[str, np.ndarray]:
   with np.load(file, allow_pickle=False) as f:
     found = str(f['fingerprint'])
     if found != fingerprint_:
-      raise ValueError(
+      raise ConfigError(
           f'{file} was written by a different config (fingerprint {found}, this one '
           f'{fingerprint_}); use a new --workdir, or move its chunks/ folder away to recompute.')
     return {k: f[k] for k in f.files}

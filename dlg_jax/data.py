@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from dlg_jax.errors import ConfigError, MissingFileError
 from dlg_jax.types import Dataset
 
 _IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
@@ -132,7 +133,7 @@ def load_photos(count: int, size: int, channels: int) -> Dataset:
   """`count` real photo crops, deterministic; labels = photograph index."""
   limit = len(PHOTOS) * len(_CROPS)
   if count > limit:
-    raise ValueError(f'the offline photos give at most {limit} victims, {count} were asked for; '
+    raise ConfigError(f'the offline photos give at most {limit} victims, {count} were asked for; '
                      'use data.name="npz" or "folder" with your own images for more.')
   images, labels, names = [], [], []
   cache: dict[str, np.ndarray] = {}
@@ -150,15 +151,15 @@ def load_photos(count: int, size: int, channels: int) -> Dataset:
 def load_npz(path: str, size: int, channels: int) -> Dataset:
   """Images and labels from a user's .npz file (no pickles)."""
   if not path or not os.path.isfile(path):
-    raise FileNotFoundError(f'data.path={path!r} is not a file; point it at an .npz with '
+    raise MissingFileError(f'data.path={path!r} is not a file; point it at an .npz with '
                             '"images" (N,H,W[,C]) uint8 and "labels" (N,) int.')
   with np.load(path, allow_pickle=False) as f:
     missing = {'images', 'labels'} - set(f.files)
     if missing:
-      raise ValueError(f'{path} lacks {sorted(missing)}; it has {sorted(f.files)}.')
+      raise ConfigError(f'{path} lacks {sorted(missing)}; it has {sorted(f.files)}.')
     raw, labels = f['images'], f['labels']
   if raw.ndim not in (3, 4) or len(raw) != len(labels):
-    raise ValueError(f'{path}: images must be (N,H,W) or (N,H,W,C) with one label each; '
+    raise ConfigError(f'{path}: images must be (N,H,W) or (N,H,W,C) with one label each; '
                      f'got images {raw.shape} and labels {labels.shape}.')
   images = np.stack([resize(_to_float_rgb(x, channels), size) for x in raw])
   labels = labels.astype(np.int32)
@@ -171,7 +172,7 @@ def load_folder(path: str, size: int, channels: int) -> Dataset:
   """PNG/JPEG files under class sub-folders; labels follow sorted folder names."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if not path or not os.path.isdir(path):
-    raise FileNotFoundError(f'data.path={path!r} is not a folder of class sub-folders.')
+    raise MissingFileError(f'data.path={path!r} is not a folder of class sub-folders.')
   classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
   images, labels, names = [], [], []
   for label, cls in enumerate(classes):
@@ -182,7 +183,7 @@ def load_folder(path: str, size: int, channels: int) -> Dataset:
         labels.append(label)
         names.append(f'{cls}/{fname}')
   if not images:
-    raise ValueError(f'no PNG/JPEG images found in class sub-folders of {path}.')
+    raise ConfigError(f'no PNG/JPEG images found in class sub-folders of {path}.')
   return Dataset(np.stack(images), np.asarray(labels, np.int32), len(classes), tuple(names))
 
 
@@ -199,12 +200,12 @@ def read_idx(path: str) -> np.ndarray:
   with opener(path, 'rb') as f:
     raw = f.read()
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise ValueError(f'{path} is not an IDX file (bad magic number {raw[:4].hex()}).')
+    raise ConfigError(f'{path} is not an IDX file (bad magic number {raw[:4].hex()}).')
   dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
   dims = tuple(int(d) for d in np.frombuffer(raw, '>i4', count=ndim, offset=4))
   offset = 4 + 4 * ndim
   if len(raw) - offset != dtype.itemsize * int(np.prod(dims)):
-    raise ValueError(f'{path}: header says {dims} of {dtype} but the file holds '
+    raise ConfigError(f'{path}: header says {dims} of {dtype} but the file holds '
                      f'{len(raw) - offset} bytes of data; is it truncated?')
   return np.frombuffer(raw, dtype, offset=offset).reshape(dims)
 
@@ -214,7 +215,7 @@ def _idx_file(folder: str, split: str, kind: str) -> str:
   for name in (stem + '.gz', stem):
     if os.path.isfile(os.path.join(folder, name)):
       return os.path.join(folder, name)
-  raise FileNotFoundError(
+  raise MissingFileError(
       f'data.path={folder!r} has no {stem}[.gz]. Point data.path at a folder of MNIST-style '
       'IDX files, e.g. /usr/share/datasets/fashion-mnist after `apt-get install '
       'dataset-fashion-mnist` (see README.md for a no-root install).')
@@ -231,15 +232,15 @@ def choose(available: int, count: int, config: Mapping[str, Any]) -> np.ndarray:
   if indices:
     chosen = np.asarray(indices, np.int64)
     if len(chosen) < count:
-      raise ValueError(f'data.indices lists {len(chosen)} images; the run needs {count} '
+      raise ConfigError(f'data.indices lists {len(chosen)} images; the run needs {count} '
                        '(num_victims × batch_size).')
     chosen = chosen[:count]
     if chosen.min() < 0 or chosen.max() >= available:
-      raise ValueError(f'data.indices must lie in [0, {available}), got min {chosen.min()} '
+      raise ConfigError(f'data.indices must lie in [0, {available}), got min {chosen.min()} '
                        f'max {chosen.max()}.')
     return chosen
   if count > available:
-    raise ValueError(f'the split has {available} images; the run needs {count} '
+    raise ConfigError(f'the split has {available} images; the run needs {count} '
                      '(num_victims × batch_size).')
   if seed >= 0:
     return np.random.default_rng(seed).choice(available, size=count, replace=False)
@@ -255,13 +256,13 @@ def load_idx(config: Mapping[str, Any], count: int) -> Dataset:
   folder, split = config.get('path', ''), config.get('split', 'test')
   size, channels = int(config['size']), int(config['channels'])
   if split not in _IDX_PREFIX:
-    raise ValueError(f'data.split must be one of {sorted(_IDX_PREFIX)} for IDX files, got {split!r}.')
+    raise ConfigError(f'data.split must be one of {sorted(_IDX_PREFIX)} for IDX files, got {split!r}.')
   if not folder or not os.path.isdir(folder):
-    raise FileNotFoundError(f'data.path={folder!r} is not a folder of IDX files.')
+    raise MissingFileError(f'data.path={folder!r} is not a folder of IDX files.')
   images = read_idx(_idx_file(folder, split, 'images-idx3'))
   labels = read_idx(_idx_file(folder, split, 'labels-idx1'))
   if images.ndim != 3 or labels.shape != images.shape[:1]:
-    raise ValueError(f'{folder}: expected images (N, H, W) and labels (N,), got '
+    raise ConfigError(f'{folder}: expected images (N, H, W) and labels (N,), got '
                      f'{images.shape} and {labels.shape}.')
   chosen = choose(len(images), count, config)
   out = np.stack([_square_resize(images[i], size, channels) for i in chosen])
@@ -274,7 +275,7 @@ def _import_tfds():
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ValueError('TFDS data sets need tensorflow-datasets (no TensorFlow): '
+    raise ConfigError('TFDS data sets need tensorflow-datasets (no TensorFlow): '
                      'pip install "tensorflow-datasets>=4.9.10" importlib_resources') from e
   return tfds
 
@@ -297,12 +298,12 @@ def load_tfds(config: Mapping[str, Any], count: int) -> Dataset:
   name, split, data_dir = config['name'], config.get('split', 'test'), config.get('data_dir', '')
   size, channels = int(config['size']), int(config['channels'])
   if data_dir and not os.path.isdir(data_dir):
-    raise FileNotFoundError(f'data.data_dir={data_dir!r} is not a folder; ' +
+    raise MissingFileError(f'data.data_dir={data_dir!r} is not a folder; ' +
                             _prepare_hint(name, data_dir))
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except (RuntimeError, OSError, AssertionError) as e:  # NotImplementedError is a RuntimeError
-    raise FileNotFoundError(f'TFDS data set {name!r} (split {split!r}) is not prepared as '
+    raise MissingFileError(f'TFDS data set {name!r} (split {split!r}) is not prepared as '
                             f'ArrayRecord in data.data_dir={data_dir!r}; ' +
                             _prepare_hint(name, data_dir) + f' (TFDS said: {e})') from e
   image_key, label_key = _supervised_keys(tfds, name, data_dir)
@@ -321,7 +322,7 @@ def _supervised_keys(tfds, name: str, data_dir: str) -> tuple[str, str]:
   info = tfds.builder(name, data_dir=data_dir or None).info
   keys = info.supervised_keys
   if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
-    raise ValueError(f'TFDS data set {name!r} has no (image, label) supervised keys '
+    raise ConfigError(f'TFDS data set {name!r} has no (image, label) supervised keys '
                      f'({keys!r}); only image-classification sets can be victims.')
   return keys[0], keys[1]
 
@@ -349,7 +350,7 @@ def load_digits(path: str = '', size: int = 32, channels: int = 1, *,
   """
   del path
   if split not in DIGITS_SPLITS:
-    raise ValueError(f'digits split must be one of {list(DIGITS_SPLITS)}, got {split!r}.')
+    raise ConfigError(f'digits split must be one of {list(DIGITS_SPLITS)}, got {split!r}.')
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   from sklearn import model_selection  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
@@ -375,10 +376,10 @@ def check_name(name: str) -> None:
   try:
     tfds = _import_tfds()
   except ValueError:
-    raise ValueError(f'unknown data set {name!r}; choose one of {sorted(LOADERS)}, or a TFDS '
+    raise ConfigError(f'unknown data set {name!r}; choose one of {sorted(LOADERS)}, or a TFDS '
                      'name after installing tensorflow-datasets.') from None
   if name not in tfds.list_builders(with_community_datasets=False):
-    raise ValueError(f'unknown data set {name!r}; choose one of {sorted(LOADERS)} or a TFDS '
+    raise ConfigError(f'unknown data set {name!r}; choose one of {sorted(LOADERS)} or a TFDS '
                      'image-classification name (mnist, fashion_mnist, cifar10, cifar100, '
                      'svhn_cropped, imagenet2012, ...).')
 
@@ -394,9 +395,9 @@ def load(config: Mapping[str, Any], count: int) -> Dataset:
   name, size, channels = config['name'], int(config['size']), int(config['channels'])
   check_name(name)
   if channels not in (1, 3):
-    raise ValueError(f'data.channels must be 1 or 3, got {channels}.')
+    raise ConfigError(f'data.channels must be 1 or 3, got {channels}.')
   if size < 8:
-    raise ValueError(f'data.size must be at least 8 pixels, got {size}.')
+    raise ConfigError(f'data.size must be at least 8 pixels, got {size}.')
   if name == 'photos':
     return load_photos(count, size, channels)
   if name == 'idx':
@@ -405,7 +406,7 @@ def load(config: Mapping[str, Any], count: int) -> Dataset:
     return load_tfds(config, count)
   dataset = LOADERS[name](config.get('path', ''), size, channels)
   if len(dataset.images) < count:
-    raise ValueError(f'{name} at {config.get("path")} has {len(dataset.images)} images; '
+    raise ConfigError(f'{name} at {config.get("path")} has {len(dataset.images)} images; '
                      f'the run needs {count} (num_victims × batch_size).')
   return Dataset(dataset.images[:count], dataset.labels[:count], dataset.num_classes,
                  dataset.names[:count])

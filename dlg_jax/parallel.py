@@ -24,6 +24,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from dlg_jax.errors import ConfigError
 from dlg_jax.types import PyTree
 
 AXIS = 'victims'
@@ -68,7 +69,7 @@ def rounds(ids: np.ndarray, mesh: jax.sharding.Mesh, device_victims: int) -> lis
   [[0, 1, 2, 3, 4]]
   """
   if device_victims < 0:
-    raise ValueError(f'run.device_victims must be >= 0, got {device_victims}.')
+    raise ConfigError(f'run.device_victims must be >= 0, got {device_victims}.')
   if not device_victims:
     return [pad_to_devices(ids, mesh)]
   size = device_victims * mesh.devices.size
@@ -104,7 +105,7 @@ def parse_cores(spec: str) -> set[int]:
       lo, _, hi = part.partition('-')
       cores.update(range(int(lo), int(hi or lo) + 1))
   except ValueError:
-    raise ValueError(f"run.cpu_cores must look like '0', '0-3' or '0,2', got {spec!r}.") from None
+    raise ConfigError(f"run.cpu_cores must look like '0', '0-3' or '0,2', got {spec!r}.") from None
   return cores
 
 
@@ -125,14 +126,14 @@ def pin_cpu_cores(spec: str) -> None:
   if not cores:
     return
   if not hasattr(os, 'sched_setaffinity'):
-    raise ValueError('run.cpu_cores needs Linux (os.sched_setaffinity); leave it empty here.')
+    raise ConfigError('run.cpu_cores needs Linux (os.sched_setaffinity); leave it empty here.')
   usable = os.sched_getaffinity(0)
   if not cores <= usable:
-    raise ValueError(f'run.cpu_cores={spec!r} names cores this machine does not let the '
+    raise ConfigError(f'run.cpu_cores={spec!r} names cores this machine does not let the '
                      f'process use; usable: {sorted(usable)}.')
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
   if xla_bridge.backends_are_initialized():
-    raise ValueError('run.cpu_cores must be applied before JAX starts its backend; pass it '
+    raise ConfigError('run.cpu_cores must be applied before JAX starts its backend; pass it '
                      'on launch.py\'s command line (the first thing a run does).')
   os.sched_setaffinity(0, cores)
 

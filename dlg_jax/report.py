@@ -1,7 +1,7 @@
 """Everything a run leaves in its workdir, and the table it prints.
 
 Files: config.json, metrics.json (summary + one record per victim),
-reconstructions.npz, grid.png (each victim above its reconstruction) and
+curves.json (MSE to the private images per recorded iteration), reconstructions.npz, grid.png (each victim above its reconstruction) and
 curves.png (matching loss and MSE per iteration). Each file is written to a
 temporary name and renamed, so an interrupted run never leaves half a file.
 """
@@ -155,14 +155,33 @@ def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
   return '\n'.join(lines)
 
 
+def record(result: AttackResult, truth: Private, scores: Scores, summary: Mapping[str, Any],
+           names: tuple, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """The metrics record (what metrics.json holds): summary, one record per victim, extra."""
+  return {'summary': dict(summary), 'victims': victim_records(scores, names, result, truth),
+          **(extra or {})}
+
+
+def curves(scores: Scores) -> dict[str, list[Any]]:
+  """MSE to the private images per recorded iteration: curves.json's content.
+
+  >>> curves(Scores(*[None] * 7, mse_trace=((0, np.array([1.0, 3.0])), (10, np.array([0.5, 0.5])))))
+  {'iterations': [0, 10], 'mean_mse': [2.0, 0.5], 'mse': [[1.0, 3.0], [0.5, 0.5]]}
+  """
+  return {'iterations': [int(it) for it, _ in scores.mse_trace],
+          'mean_mse': [float(np.mean(m)) for _, m in scores.mse_trace],
+          'mse': [np.asarray(m, np.float64).tolist() for _, m in scores.mse_trace]}
+
+
 def write(workdir: str, config: Mapping[str, Any], result: AttackResult, truth: Private,
           scores: Scores, summary: Mapping[str, Any], names: tuple,
           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """Writes the run's files into `workdir` and returns the metrics record."""
   os.makedirs(workdir, exist_ok=True)
-  records = victim_records(scores, names, result, truth)
-  metrics = {'summary': dict(summary), 'victims': records, **(extra or {})}
+  write_json(os.path.join(workdir, 'config.json'), config)
+  metrics = record(result, truth, scores, summary, names, extra)
   write_json(os.path.join(workdir, 'metrics.json'), metrics)
+  write_json(os.path.join(workdir, 'curves.json'), curves(scores))
   save_reconstructions(os.path.join(workdir, 'reconstructions.npz'), result, truth)
   save_grid(os.path.join(workdir, 'grid.png'), np.asarray(truth.images),
             np.asarray(result.images), scores.psnr)

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from dlg_jax import training
+from dlg_jax.errors import ConfigError, MissingFileError
 from dlg_jax.models import Model
 from dlg_jax.types import Dataset, PyTree
 
@@ -51,7 +52,7 @@ def load(path: str, template: PyTree) -> PyTree:
     ValueError: the file does not hold this model's variables.
   """
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'model_init.path={path!r} is not a file; write one with '
+    raise MissingFileError(f'model_init.path={path!r} is not a file; write one with '
                             'dlg_jax.weights.save(path, variables) or use model_init.source='
                             '"random".')
   with open(path, 'rb') as f:
@@ -59,12 +60,12 @@ def load(path: str, template: PyTree) -> PyTree:
   try:
     loaded = flax.serialization.from_bytes(template, blob)
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f'model_init.path={path!r} does not hold this model\'s variables: {e}') from e
+    raise ConfigError(f'model_init.path={path!r} does not hold this model\'s variables: {e}') from e
   mismatched = [jax.tree_util.keystr(p) for (p, a), b in zip(
       jax.tree_util.tree_flatten_with_path(template)[0], jax.tree.leaves(loaded))
                 if jnp.shape(a) != jnp.shape(b)]
   if mismatched:
-    raise ValueError(f'model_init.path={path!r}: shapes differ from the model at {mismatched[:3]}.')
+    raise ConfigError(f'model_init.path={path!r}: shapes differ from the model at {mismatched[:3]}.')
   return jax.tree.map(jnp.asarray, loaded)
 
 
@@ -72,17 +73,17 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
   """`config.model_init` with defaults filled in; ValueError on a bad field."""
   cfg = {**DEFAULTS, **dict(config or {})}
   if cfg['source'] not in SOURCES:
-    raise ValueError(f'model_init.source must be one of {SOURCES}, got {cfg["source"]!r}.')
+    raise ConfigError(f'model_init.source must be one of {SOURCES}, got {cfg["source"]!r}.')
   if cfg['source'] == 'checkpoint' and not cfg['path']:
-    raise ValueError('model_init.source="checkpoint" needs model_init.path (a file written '
+    raise ConfigError('model_init.source="checkpoint" needs model_init.path (a file written '
                      'by dlg_jax.weights.save).')
   if cfg['source'] == 'train':
     for field in ('steps', 'batch_size'):
       if isinstance(cfg[field], bool) or not isinstance(cfg[field], int) or cfg[field] < 1:
-        raise ValueError(f'model_init.{field} must be a positive integer for '
+        raise ConfigError(f'model_init.{field} must be a positive integer for '
                          f'source="train", got {cfg[field]!r}.')
     if not float(cfg['lr']) > 0:
-      raise ValueError(f'model_init.lr must be > 0, got {cfg["lr"]!r}.')
+      raise ConfigError(f'model_init.lr must be > 0, got {cfg["lr"]!r}.')
   return cfg
 
 

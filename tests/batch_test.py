@@ -2,7 +2,7 @@
 
 Batch label recovery, matched scoring, the FedAvg observation shared by the
 client and the attacks, checkpoints and trained weights, BatchNorm mode, and
-the :smoke variants of configs/batch.py and configs/fedavg.py.
+the :smoke variant of configs/fedavg.py (the batch sweep's: sweeps_batch_test.py).
 """
 
 import functools
@@ -16,17 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import batch as batch_config
 from configs import fedavg as fedavg_config
 from dlg_jax import data
 from dlg_jax import experiment
 from dlg_jax import metrics
 from dlg_jax import models
-from dlg_jax import sweep
+from dlg_jax import runner
 from dlg_jax import weights
-from dlg_jax.attacks import dlg
-from dlg_jax.attacks import inverting
 from dlg_jax.attacks import labels
+from dlg_jax.attacks import losses
 from dlg_jax.client import gradients
 from dlg_jax.client import protocol
 from dlg_jax.client import simulate
@@ -66,8 +64,8 @@ class BatchLabelTest(absltest.TestCase):
     for client in ({'train': True},
                    {'train': True, 'protocol': 'fedavg', 'local_steps': 3, 'local_lr': 0.1}):
       update, _, _ = simulate.client_update(model, variables, truth, jax.random.key(1), client)
-      got = dlg.recover_labels(update, 'idlg', model=model, variables=variables,
-                               key=jax.random.key(2))
+      got = labels.recover_labels(update, 'idlg', model=model, variables=variables,
+                                  key=jax.random.key(2))
       np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(truth.labels, axis=1),
                                     err_msg=str(client))
 
@@ -136,16 +134,15 @@ class ProtocolTest(absltest.TestCase):
     target = protocol.observe(self.model, self.variables, self.x, self.t, protocol=fedavg)
     aux = {'target': target, 'labels': jnp.argmax(self.t, axis=-1)}
     common = dict(model=self.model, variables=self.variables, train=True, protocol=fedavg)
-    l2 = dlg._lane_loss({'image': self.x}, aux, distance='l2', label_mode='known', **common)
-    cosine = inverting.lane_loss({'image': self.x}, aux, tv=0.0, **common)
+    l2 = losses.matching_loss({'image': self.x}, aux, distance='l2', **common)
+    cosine = losses.matching_loss({'image': self.x}, aux, distance='cosine', **common)
     self.assertLess(float(l2), 1e-10)
     self.assertLess(abs(float(cosine)), 1e-6)
-    wrong = dlg._lane_loss({'image': self.x * 0.5}, aux, distance='l2', label_mode='known',
-                           **common)
+    wrong = losses.matching_loss({'image': self.x * 0.5}, aux, distance='l2', **common)
     self.assertGreater(float(wrong), 1e-4)
     # The attacker who ignores the protocol (FedSGD) does not match the update.
-    naive = dlg._lane_loss({'image': self.x}, aux, distance='l2', label_mode='known',
-                           **{**common, 'protocol': protocol.FEDSGD})
+    naive = losses.matching_loss({'image': self.x}, aux, distance='l2',
+                                 **{**common, 'protocol': protocol.FEDSGD})
     self.assertGreater(float(naive), 1e-4)
 
   def test_bad_protocol_fields_are_clear_errors(self):
@@ -221,26 +218,12 @@ class ConfigSmokeTest(absltest.TestCase):
     config = fedavg_config.get_config('smoke')
     self.assertEqual((config.client.protocol, config.client.local_steps), ('fedavg', 4))
     with tempfile.TemporaryDirectory() as tmp:
-      record = experiment.run(config, tmp)
+      record = runner.run(config, tmp)
       self.assertEqual(record['summary']['label_accuracy'], 1.0)
       with open(os.path.join(tmp, 'config.json')) as f:
         saved = json.load(f)
       self.assertEqual(saved['client']['protocol'], 'fedavg')
       self.assertEqual(saved['model_init']['source'], 'random')
-
-  def test_batch_smoke_writes_a_table_per_batch_size(self):
-    config = batch_config.get_config('smoke')
-    with tempfile.TemporaryDirectory() as tmp:
-      rows = sweep.launch(config, tmp)  # what launch.py does with config.sweep
-      self.assertEqual([r['batch_size'] for r in rows], list(config.batch_sizes))
-      for row in rows:
-        self.assertEqual(row['label_accuracy'], 1.0)
-      with open(os.path.join(tmp, 'table.md')) as f:
-        table = f.read()
-      self.assertIn('label_accuracy', table)
-      self.assertTrue(os.path.getsize(os.path.join(tmp, 'psnr_by_batch_size.png')) > 0)
-      with open(os.path.join(tmp, f'B={config.batch_sizes[-1]}', 'config.json')) as f:
-        self.assertEqual(json.load(f)['client']['batch_size'], config.batch_sizes[-1])
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ from configs import ig as ig_config
 from dlg_jax import experiment
 from dlg_jax import html_report
 from dlg_jax import metrics
+from dlg_jax import runner
 from dlg_jax.attacks import inverting
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +31,7 @@ class BadConfigTest(absltest.TestCase):
       section, field = path.split('.')
       config[section][field] = value
     with tempfile.TemporaryDirectory() as tmp:
-      experiment.run(config, tmp)
+      runner.run(config, tmp)
 
   def test_each_bad_value_gives_one_clear_error(self):
     cases = (
@@ -50,11 +51,11 @@ class BadConfigTest(absltest.TestCase):
     config = idlg_config.get_config('smoke')
     config.model.dropout_rate = 1.5
     with tempfile.TemporaryDirectory() as tmp, self.assertRaisesRegex(ValueError, r'\[0, 1\)'):
-      experiment.run(config, tmp)
+      runner.run(config, tmp)
     config = idlg_config.get_config('smoke')
     config.model.depth = 3
     with tempfile.TemporaryDirectory() as tmp, self.assertRaisesRegex(ValueError, 'no option'):
-      experiment.run(config, tmp)
+      runner.run(config, tmp)
 
   def test_config_argument(self):
     self.assertEqual(dlg_config.get_config().attack.labels, 'optimize')
@@ -124,6 +125,11 @@ class LaunchTest(absltest.TestCase):
                          "cannot load the config file 'configs/nope.py' (no such file)"),
         'bad value': (['--config=configs/idlg.py', '--config.attack.steps=many'],
                       'flag --config.attack.steps=many'),
+        # The attack's own check runs before any data is read (experiment.check).
+        'bad attack field': (['--config=configs/idlg.py', '--config.attack.linesearch=zom'],
+                             'attack.linesearch must be one of'),
+        'bad client field': (['--config=configs/idlg.py', '--config.client.protocol=fedprox'],
+                             'client.protocol must be one of'),
     }
     for name, (args, message) in cases.items():
       with self.subTest(name):
@@ -141,7 +147,7 @@ class InProcessSmokeTest(absltest.TestCase):
 
   def test_ig_smoke(self):
     with tempfile.TemporaryDirectory() as tmp:
-      record = experiment.run(ig_config.get_config('smoke'), tmp)
+      record = runner.run(ig_config.get_config('smoke'), tmp)
       self.assertEqual(record['summary']['num_victims'], 2)
       self.assertEqual(record['summary']['label_accuracy'], 1.0)
       with open(os.path.join(tmp, 'config.json')) as f:

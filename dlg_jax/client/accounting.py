@@ -5,11 +5,11 @@ a run is a function of its hyperparameters only, not of the gradients.
 
 References:
   Abadi et al., "Deep Learning with Differential Privacy", CCS 2016
-  (https://arxiv.org/abs/1607.00133).
+  (arXiv:1607.00133).
   Mironov, Talwar & Zhang, "Renyi Differential Privacy of the Sampled Gaussian
-  Mechanism", 2019 (https://arxiv.org/abs/1908.10530).
+  Mechanism", 2019 (arXiv:1908.10530).
   Doroshenko et al., "Connect the Dots: Tighter Discrete Approximations of
-  Privacy Loss Distributions", PETS 2022 (https://arxiv.org/abs/2207.04380).
+  Privacy Loss Distributions", PETS 2022 (arXiv:2207.04380).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dp_accounting import pld
 from dp_accounting import rdp
 
 from dlg_jax.client.defenses import check_real
+from dlg_jax.errors import ConfigError
 
 ACCOUNTANTS = ('rdp', 'pld')
 
@@ -76,25 +77,25 @@ def dp_sgd_epsilon(
     2.16
   """
   if accountant not in ACCOUNTANTS:
-    raise ValueError(
+    raise ConfigError(
         f'unknown accountant {accountant!r}; choose from {list(ACCOUNTANTS)}.')
   z = check_real('noise_multiplier', noise_multiplier)
   if z < 0:
-    raise ValueError(f'noise_multiplier must be >= 0, got {z}.')
+    raise ConfigError(f'noise_multiplier must be >= 0, got {z}.')
   q = check_real('sampling_rate', sampling_rate)
   if not 0 < q <= 1:
-    raise ValueError(f'sampling_rate must be in (0, 1], got {q}.')
+    raise ConfigError(f'sampling_rate must be in (0, 1], got {q}.')
   if isinstance(steps, bool):
-    raise ValueError(f'steps must be an int >= 1, got {steps!r}.')
+    raise ConfigError(f'steps must be an int >= 1, got {steps!r}.')
   try:
     steps = operator.index(steps)
   except TypeError:
-    raise ValueError(f'steps must be an int >= 1, got {steps!r}.') from None
+    raise ConfigError(f'steps must be an int >= 1, got {steps!r}.') from None
   if steps < 1:
-    raise ValueError(f'steps must be an int >= 1, got {steps}.')
+    raise ConfigError(f'steps must be an int >= 1, got {steps}.')
   delta = check_real('delta', delta)
   if not 0 < delta < 1:
-    raise ValueError(f'delta must be in (0, 1), got {delta}.')
+    raise ConfigError(f'delta must be in (0, 1), got {delta}.')
   if z == 0:
     return math.inf
 
@@ -157,16 +158,16 @@ def experiment_privacy(client: Mapping[str, Any]) -> dict[str, float | int | str
   if not stages:
     return {}
   if len(stages) > 1:
-    raise ValueError('client.defenses has more than one dp_sgd stage; the accountant covers '
+    raise ConfigError('client.defenses has more than one dp_sgd stage; the accountant covers '
                      'one (z, C) per step.')
   options = dict(client.get('accounting', None) or {})
   unknown = sorted(set(options) - set(DEFAULT_EXPERIMENT_ACCOUNTING))
   if unknown:
-    raise ValueError(f'unknown client.accounting field(s) {unknown}; the fields are '
+    raise ConfigError(f'unknown client.accounting field(s) {unknown}; the fields are '
                      f'{sorted(DEFAULT_EXPERIMENT_ACCOUNTING)}.')
   options = {**DEFAULT_EXPERIMENT_ACCOUNTING, **options}
   try:
     return dp_sgd_privacy(stages[0].get('noise_multiplier'), options['sampling_rate'],
                           options['steps'], options['delta'], options['accountant'])
   except ValueError as e:
-    raise ValueError(f'client.accounting / dp_sgd spec: {e}') from None
+    raise ConfigError(f'client.accounting / dp_sgd spec: {e}') from None

@@ -23,10 +23,10 @@ hand.
 
 References:
   Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019
-  (https://arxiv.org/abs/1906.08935): Gaussian/Laplacian noise, fp16/bf16
+  (arXiv:1906.08935): Gaussian/Laplacian noise, fp16/bf16
   quantisation and gradient pruning as defenses.
   Abadi et al., "Deep Learning with Differential Privacy", CCS 2016
-  (https://arxiv.org/abs/1607.00133): DP-SGD.
+  (arXiv:1607.00133): DP-SGD.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from typing import Any, TypeAlias
 
 import jax
 import jax.numpy as jnp
+
+from dlg_jax.errors import ConfigError
 
 PyTree: TypeAlias = Any
 PerExampleFn: TypeAlias = Callable[[PyTree, jax.Array], PyTree]
@@ -117,13 +119,13 @@ class Defense:
 def check_real(name: str, value: Any) -> float:
   """Casts to float, rejecting non-numbers, NaN and infinities."""
   if isinstance(value, bool):
-    raise ValueError(f'{name} must be a number, got {value!r}.')
+    raise ConfigError(f'{name} must be a number, got {value!r}.')
   try:
     value = float(value)
   except (TypeError, ValueError):
-    raise ValueError(f'{name} must be a number, got {value!r}.') from None
+    raise ConfigError(f'{name} must be a number, got {value!r}.') from None
   if not math.isfinite(value):
-    raise ValueError(f'{name} must be finite, got {value}.')
+    raise ConfigError(f'{name} must be finite, got {value}.')
   return value
 
 
@@ -131,11 +133,11 @@ def _check_batch_size(batch_size: Any) -> int:
   try:
     batch_size = operator.index(batch_size)
   except TypeError:
-    raise ValueError(
+    raise ConfigError(
         f'batch_size must be a static Python int, got {batch_size!r}.'
     ) from None
   if batch_size < 1:
-    raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+    raise ConfigError(f'batch_size must be >= 1, got {batch_size}.')
   return batch_size
 
 
@@ -143,10 +145,10 @@ def _batch_size(grads_per_example: PyTree) -> int:
   """The common leading axis of all leaves (static)."""
   leaves = jax.tree.leaves(grads_per_example)
   if not leaves:
-    raise ValueError('per-example gradients are an empty pytree.')
+    raise ConfigError('per-example gradients are an empty pytree.')
   sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in leaves}
   if len(sizes) != 1 or None in sizes:
-    raise ValueError(
+    raise ConfigError(
         'every per-example leaf needs the same leading batch axis, got '
         f'leading sizes {sorted(map(str, sizes))}.')
   return sizes.pop()
@@ -223,19 +225,19 @@ def gaussian_noise(
     Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019, Sec. 5.
   """
   if (sigma is None) == (variance is None):
-    raise ValueError(
+    raise ConfigError(
         'gaussian_noise takes exactly one of sigma (std) or variance, got '
         f'sigma={sigma!r}, variance={variance!r}.')
   if variance is not None:
     variance = check_real('variance', variance)
     if variance < 0:
-      raise ValueError(f'variance must be >= 0, got {variance}.')
+      raise ConfigError(f'variance must be >= 0, got {variance}.')
     std = math.sqrt(variance)
     spec = {'name': 'gaussian', 'variance': variance}
   else:
     std = check_real('sigma', sigma)
     if std < 0:
-      raise ValueError(f'sigma must be >= 0, got {std}.')
+      raise ConfigError(f'sigma must be >= 0, got {std}.')
     spec = {'name': 'gaussian', 'sigma': std}
 
   def aggregate(grads, key, *, batch_size=None):
@@ -264,7 +266,7 @@ def laplacian_noise(scale: float) -> Defense:
   """
   scale = check_real('scale', scale)
   if scale < 0:
-    raise ValueError(f'scale must be >= 0, got {scale}.')
+    raise ConfigError(f'scale must be >= 0, got {scale}.')
 
   def aggregate(grads, key, *, batch_size=None):
     del batch_size
@@ -316,7 +318,7 @@ def quantize(fmt: str) -> Defense:
     Zhu, Liu & Han, "Deep Leakage from Gradients", NeurIPS 2019, Sec. 5.
   """
   if fmt not in QUANTIZE_FORMATS:
-    raise ValueError(
+    raise ConfigError(
         f'unknown quantize format {fmt!r}; choose from {list(QUANTIZE_FORMATS)}.')
   if fmt == 'int8':
     leaf_fn = _quantize_int8
@@ -381,7 +383,7 @@ def prune(sparsity: float) -> Defense:
   """
   sparsity = check_real('sparsity', sparsity)
   if not 0.0 <= sparsity < 1.0:
-    raise ValueError(f'sparsity must be in [0, 1), got {sparsity}.')
+    raise ConfigError(f'sparsity must be in [0, 1), got {sparsity}.')
 
   def aggregate(grads, key, *, batch_size=None):
     del key, batch_size
@@ -434,14 +436,14 @@ def dp_sgd(clip_norm: float, noise_multiplier: float) -> Defense:
 
   References:
     Abadi et al., "Deep Learning with Differential Privacy", CCS 2016,
-    Algorithm 1 (https://arxiv.org/abs/1607.00133).
+    Algorithm 1 (arXiv:1607.00133).
   """
   clip_norm = check_real('clip_norm', clip_norm)
   if clip_norm <= 0:
-    raise ValueError(f'clip_norm must be > 0, got {clip_norm}.')
+    raise ConfigError(f'clip_norm must be > 0, got {clip_norm}.')
   noise_multiplier = check_real('noise_multiplier', noise_multiplier)
   if noise_multiplier < 0:
-    raise ValueError(f'noise_multiplier must be >= 0, got {noise_multiplier}.')
+    raise ConfigError(f'noise_multiplier must be >= 0, got {noise_multiplier}.')
 
   def per_example(grads, key):
     del key
@@ -463,7 +465,7 @@ def dp_sgd(clip_norm: float, noise_multiplier: float) -> Defense:
 
   def aggregate(grads, key, *, batch_size=None):
     if batch_size is None:
-      raise ValueError(
+      raise ConfigError(
           'dp_sgd needs the batch size for its noise (std = z * C / B): call '
           'aggregate(grads, key, batch_size=B) or Defense.apply.')
     std = noise_multiplier * clip_norm / _check_batch_size(batch_size)
@@ -554,7 +556,7 @@ def build(specs: Sequence[Mapping[str, Any]]) -> Defense:
     [{'name': 'prune', 'sparsity': 0.2}]
   """
   if isinstance(specs, (Mapping, str)) or not isinstance(specs, Sequence):
-    raise ValueError(
+    raise ConfigError(
         f'defense specs must be a list of mappings, got {type(specs).__name__};'
         " e.g. [{'name': 'gaussian', 'sigma': 0.01}].")
   defenses = []
@@ -562,23 +564,23 @@ def build(specs: Sequence[Mapping[str, Any]]) -> Defense:
     try:
       options = dict(spec)
     except (TypeError, ValueError):
-      raise ValueError(
+      raise ConfigError(
           f'defense spec {i} must be a mapping, got {spec!r}.') from None
     name = options.pop('name', None)
     if name not in DEFENSES:
-      raise ValueError(
+      raise ConfigError(
           f'unknown defense {name!r} in spec {i}; choose from '
           f'{sorted(DEFENSES)}.')
     factory = DEFENSES[name]
     params = list(inspect.signature(factory).parameters)
     unknown = sorted(set(options) - set(params))
     if unknown:
-      raise ValueError(
+      raise ConfigError(
           f'unknown option(s) {unknown} for defense {name!r}; options are '
           f'{params}.')
     try:
       defenses.append(factory(**options))
     except TypeError as e:  # e.g. a missing required option
-      raise ValueError(
+      raise ConfigError(
           f'defense {name!r}: {e}; options are {params}.') from None
   return chain(*defenses)

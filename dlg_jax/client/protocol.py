@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import jax
 
 from dlg_jax.client import gradients
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.types import Protocol, PyTree
 
@@ -54,15 +55,15 @@ def from_config(config: Mapping[str, Any]) -> Protocol:
   """
   name = config.get('protocol', 'fedsgd')
   if name not in PROTOCOLS:
-    raise ValueError(f'client.protocol must be one of {PROTOCOLS}, got {name!r}.')
+    raise ConfigError(f'client.protocol must be one of {PROTOCOLS}, got {name!r}.')
   if name == 'fedsgd':
     return FEDSGD
   steps, lr = config.get('local_steps', 1), config.get('local_lr', 0.1)
   if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-    raise ValueError(f'client.local_steps must be an integer >= 1 (local SGD steps of '
+    raise ConfigError(f'client.local_steps must be an integer >= 1 (local SGD steps of '
                      f'FedAvg), got {steps!r}.')
   if not float(lr) > 0:
-    raise ValueError(f'client.local_lr must be > 0 (the local SGD learning rate), got {lr!r}.')
+    raise ConfigError(f'client.local_lr must be > 0 (the local SGD learning rate), got {lr!r}.')
   return Protocol('fedavg', int(steps), float(lr))
 
 
@@ -88,7 +89,7 @@ def observe(model: Model, variables: PyTree, images: jax.Array, targets: jax.Arr
     return gradients.batch_gradients(model, variables, images, targets, masks=masks,
                                      train=train)
   if protocol.name != 'fedavg':
-    raise ValueError(f'client.protocol must be one of {PROTOCOLS}, got {protocol.name!r}.')
+    raise ConfigError(f'client.protocol must be one of {PROTOCOLS}, got {protocol.name!r}.')
   params, state = gradients.split_variables(variables)
   grad_fn = jax.grad(gradients.training_loss)
   lr = protocol.local_lr

@@ -16,9 +16,24 @@ import jax.numpy as jnp
 from dlg_jax.client import defenses as defenses_lib
 from dlg_jax.client import gradients
 from dlg_jax.client import protocol as protocol_lib
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.models import layers
 from dlg_jax.types import ClientUpdate, Protocol, PyTree, Private
+
+# The `client` config: every field `client_update` reads, at its default.
+DEFAULTS: dict[str, Any] = {
+    'batch_size': 1,  # images per victim
+    'train': True,  # BatchNorm on the batch's statistics (threat model)
+    'reveal_labels': False,  # labels are private unless this is set
+    # The round (client/protocol.py): fedsgd shares one gradient; fedavg takes
+    # local_steps SGD steps at local_lr and shares (θ0 − θK)/(K·lr).
+    'protocol': 'fedsgd',
+    'local_steps': 1,
+    'local_lr': 0.1,
+    'reveal_masks': False,  # dropout masks too (WIIG's masks-known upper bound)
+    'defenses': [],  # ordered list of {'name': ..., params}; see client/defenses.py
+}
 
 
 def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: jax.Array,
@@ -35,7 +50,7 @@ def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: 
     protocol: the round: FedSGD (one gradient) or FedAvg (K local steps).
   """
   if defense.needs_per_example and protocol.name != 'fedsgd':
-    raise ValueError('per-example defenses (dp_sgd) clip single gradients; under '
+    raise ConfigError('per-example defenses (dp_sgd) clip single gradients; under '
                      'client.protocol="fedavg" they are not implemented: use "fedsgd".')
   k_drop, k_def = jax.random.split(key)
   template = model.mask_template(variables, images.shape[0])

@@ -1,4 +1,4 @@
-"""Chunked, resumable, sharded runs: kill-and-resume, 1 = 2 = 4 devices, reports.
+"""runner.run: chunked, resumable, sharded runs: kill-and-resume, 1 = 2 = 4 devices, reports.
 
 Tiny on purpose (4 victims of 16×16 grey photos, a few L-BFGS iterations):
 what is tested is that a victim's result does not depend on how the run was
@@ -21,6 +21,7 @@ from dlg_jax import chunks
 from dlg_jax import compare
 from dlg_jax import experiment
 from dlg_jax import parallel
+from dlg_jax import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_VICTIM = ('mse', 'psnr', 'ssim', 'label_correct', 'recovered_labels', 'iterations',
@@ -55,13 +56,13 @@ class ChunkedRunTest(absltest.TestCase):
     cls.tmp = tempfile.mkdtemp()
     cls.full = os.path.join(cls.tmp, 'full')
     cls.calls = []
-    real = experiment.run_chunk
+    real = experiment.attack_victims
 
-    def counted(ids, **kw):
+    def counted(exp, ids, **kw):
       cls.calls.append(tuple(int(i) for i in ids))
-      return real(ids, **kw)
-    with mock.patch.object(experiment, 'run_chunk', counted):
-      cls.record = experiment.run(tiny_config(2), cls.full)
+      return real(exp, ids, **kw)
+    with mock.patch.object(experiment, 'attack_victims', counted):
+      cls.record = runner.run(tiny_config(2), cls.full)
 
   @classmethod
   def tearDownClass(cls):
@@ -75,23 +76,23 @@ class ChunkedRunTest(absltest.TestCase):
 
   def test_kill_and_resume_redoes_nothing_and_matches(self):
     workdir = os.path.join(self.tmp, 'resumed')
-    calls, real = [], experiment.run_chunk
+    calls, real = [], experiment.attack_victims
 
-    def dies_on_second(ids, **kw):
+    def dies_on_second(exp, ids, **kw):
       calls.append(tuple(int(i) for i in ids))
       if len(calls) == 2:
         raise Interrupted()  # as if killed while the second chunk ran
-      return real(ids, **kw)
-    with mock.patch.object(experiment, 'run_chunk', dies_on_second):
+      return real(exp, ids, **kw)
+    with mock.patch.object(experiment, 'attack_victims', dies_on_second):
       with self.assertRaises(Interrupted):
-        experiment.run(tiny_config(2), workdir)
+        runner.run(tiny_config(2), workdir)
     self.assertEqual(sorted(os.listdir(os.path.join(workdir, 'chunks'))),
                      ['chunk_0000000_0000002.npz'])
     self.assertFalse(os.path.exists(os.path.join(workdir, 'metrics.json')))
 
     calls.clear()
-    with mock.patch.object(experiment, 'run_chunk', dies_on_second):
-      record = experiment.run(tiny_config(2), workdir)
+    with mock.patch.object(experiment, 'attack_victims', dies_on_second):
+      record = runner.run(tiny_config(2), workdir)
     self.assertEqual(calls, [(2, 3)])  # only the missing chunk ran
     self.assertEqual(_victims(record), _victims(self.record))
     summary = {k: v for k, v in record['summary'].items() if k != 'seconds'}
@@ -103,10 +104,10 @@ class ChunkedRunTest(absltest.TestCase):
     changed = tiny_config(2)
     changed.attack.steps = 9
     with self.assertRaisesRegex(ValueError, 'different config'):
-      experiment.run(changed, workdir)
+      runner.run(changed, workdir)
 
   def test_one_chunk_gives_the_same_victims(self):
-    record = experiment.run(tiny_config(0), os.path.join(self.tmp, 'one_chunk'))
+    record = runner.run(tiny_config(0), os.path.join(self.tmp, 'one_chunk'))
     self.assertEqual(record['run']['chunks'], 1)
     for a, b in zip(_victims(record), _victims(self.record)):
       # One chunk of 4 runs two rounds of the same 2-victim program that the
@@ -143,10 +144,9 @@ import sys
 import jax, numpy as np
 sys.path.insert(0, sys.argv[1])
 from dlg_jax import experiment, parallel
-from tests import many_victims_test as t
+from tests import runner_test as t
 assert jax.local_device_count() == 4, jax.devices()
-config = experiment._to_dict(t.tiny_config(0))
-inputs = t.chunk_inputs(config)
+exp = experiment.setup(t.tiny_config(0))
 placed = []  # devices each round's victims were put on
 real = parallel.shard_victims
 parallel.shard_victims = lambda tree, mesh: placed.append(mesh.devices.size) or real(tree, mesh)
@@ -155,8 +155,7 @@ for k in (1, 2, 4):
   mesh = parallel.victim_mesh(jax.local_devices()[:k])
   ids = np.arange(3)  # 2 victims per device: rounds [0 1] [2 2] | [0 1 2 2] | [0 1 2 2 2 2 2 2]
   placed.clear()
-  result, _, scores, _ = experiment.run_chunk(ids, mesh=mesh, device_victims=2, leave_bar=False,
-                                              **inputs)
+  result, _, scores, _ = experiment.attack_victims(exp, ids, mesh=mesh, device_victims=2)
   for f in ('images', 'labels', 'loss', 'iterations', 'evaluations', 'diverged', 'loss_trace'):
     out[f'{k}/{f}'] = np.asarray(getattr(result, f))
   for f in ('mse', 'psnr', 'ssim'):
@@ -165,20 +164,6 @@ for k in (1, 2, 4):
   out[f'{k}/rounds'] = np.asarray(placed)
 np.savez(sys.argv[2], **out)
 '''
-
-
-def chunk_inputs(config):
-  """What `experiment.run` passes to `run_chunk`, for the sharding test."""
-  from dlg_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from dlg_jax import models  # pylint: disable=g-import-not-at-top
-  from dlg_jax.types import Private  # pylint: disable=g-import-not-at-top
-  dataset = data_lib.load(config['data'], config['data']['num_victims'])
-  model = models.build(config['model'], input_shape=dataset.images.shape[1:],
-                       num_classes=dataset.num_classes)
-  k_model, k_client, k_attack = jax.random.split(jax.random.key(config['seed']), 3)
-  truth = Private(dataset.images[:, None], dataset.labels[:, None])
-  return dict(model=model, variables=model.init(k_model), truth=truth, k_client=k_client,
-              k_attack=k_attack, client_cfg=config['client'], attack_cfg=config['attack'])
 
 
 class PinCoresTest(absltest.TestCase):
