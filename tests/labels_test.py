@@ -1,7 +1,8 @@
-"""Label recovery from the output layer's gradient when features are signed.
+"""Tests for dlg_jax.attacks.labels: labels read off the output layer's gradient.
 
-iDLG's column-sum rule needs non-negative features; a ViT's head reads
-LayerNorm'd ones. These tests pin the rank-one rule that replaces it there.
+The batch rule (B > 1, under FedSGD and FedAvg), and the rank-one rule for
+signed features: iDLG's column-sum rule needs non-negative features; a
+ViT's head reads LayerNorm'd ones.
 """
 
 from absl.testing import absltest
@@ -9,10 +10,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dlg_jax import data
 from dlg_jax import models
 from dlg_jax.attacks import labels
+from dlg_jax.client import gradients
+from dlg_jax.client import simulate
+from dlg_jax.types import Private
 
 CLASSES = 10
+PHOTO_SIZE, PHOTO_CLASSES = 16, 16
+
+
+def _photos(count):
+  photos = data.load({'name': 'photos', 'size': PHOTO_SIZE, 'channels': 3}, count)
+  return jnp.asarray(photos.images), jnp.asarray(photos.labels)
 
 
 def _label_grads(model, variables, images):
@@ -68,6 +79,38 @@ class SignedFeaturesTest(absltest.TestCase):
     grads = {'head': {'kernel': jnp.ones((4, CLASSES))}}
     with self.assertRaisesRegex(ValueError, 'attack.labels="known"'):
       labels.batch_labels(grads, CLASSES, 2, jnp.full(CLASSES, 0.1), signed_features=True)
+
+
+class BatchLabelTest(absltest.TestCase):
+
+  def test_exact_for_distinct_labels_up_to_eight(self):
+    images, true = _photos(16)
+    rng = np.random.default_rng(0)
+    for name in ('lenet', 'lenet5'):  # sigmoid features; ReLU features
+      model = models.build({'name': name}, (PHOTO_SIZE, PHOTO_SIZE, 3), PHOTO_CLASSES)
+      grad = jax.jit(lambda v, x, y, m=model: gradients.batch_gradients(
+          m, v, x, jax.nn.one_hot(y, PHOTO_CLASSES)))
+      for seed in range(3):
+        variables = model.init(jax.random.key(seed))
+        probs = labels.mean_probabilities(model, variables, jax.random.key(100 + seed))
+        for batch in (2, 4, 8):
+          idx = rng.choice(16, batch, replace=False)
+          got = labels.batch_labels(grad(variables, images[idx], true[idx]), PHOTO_CLASSES, batch, probs)
+          np.testing.assert_array_equal(np.sort(got), np.sort(true[idx]),
+                                        err_msg=f'{name} seed {seed} B={batch}')
+
+  def test_attack_reads_batch_labels_under_fedsgd_and_fedavg(self):
+    images, true = _photos(8)
+    model = models.build({'name': 'lenet'}, (PHOTO_SIZE, PHOTO_SIZE, 3), PHOTO_CLASSES)
+    variables = model.init(jax.random.key(0))
+    truth = Private(images.reshape(2, 4, PHOTO_SIZE, PHOTO_SIZE, 3), true.reshape(2, 4))
+    for client in ({'train': True},
+                   {'train': True, 'protocol': 'fedavg', 'local_steps': 3, 'local_lr': 0.1}):
+      update, _, _ = simulate.client_update(model, variables, truth, jax.random.key(1), client)
+      got = labels.recover_labels(update, 'idlg', model=model, variables=variables,
+                                  key=jax.random.key(2))
+      np.testing.assert_array_equal(np.sort(got, axis=1), np.sort(truth.labels, axis=1),
+                                    err_msg=str(client))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""The client's round: shared gradients, defenses on them, dropout masks."""
+"""Tests for dlg_jax.client.simulate: the client's round, defenses on its gradients, dropout masks."""
 
 from absl.testing import absltest
 import chex

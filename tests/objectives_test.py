@@ -1,4 +1,4 @@
-"""Per-layer weights of Inverting Gradients' cosine distance (issue 3, item 1)."""
+"""Tests for dlg_jax.attacks.objectives: per-layer weights of Inverting Gradients' cosine distance."""
 
 from absl.testing import absltest
 import jax
