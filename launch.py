@@ -9,7 +9,9 @@ a bug and keeps its traceback.
 """
 
 import difflib
+import errno
 import importlib.util
+import logging
 import os
 import sys
 
@@ -26,6 +28,11 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', 'runs/default', 'Where the report goes.')
 flags.mark_flags_as_required(['config'])
+
+# Errors of the world rather than of the code: a full or read-only disk, a
+# file one may not read. They end in one line; any other OSError is a bug.
+_WORLD_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                           errno.EIO})
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
@@ -84,6 +91,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def main(argv):
   del argv
+  # JAX's INFO lines (which backends it probed) would stand between a user and
+  # the one line that says what went wrong.
+  logging.getLogger('jax').setLevel(logging.WARNING)
   try:
     if 'sweep' in FLAGS.config:  # a grid of experiments (configs/defenses.py)
       sweeps.launch(FLAGS.config, FLAGS.workdir)
@@ -95,6 +105,13 @@ def main(argv):
   except KeyboardInterrupt:
     print('interrupted; rerun the same command to resume.', file=sys.stderr)
     sys.exit(130)
+  except OSError as e:
+    if e.errno not in _WORLD_ERRNOS:
+      raise
+    where = f' {e.filename}' if e.filename else ''
+    print(f'error:{where}: {e.strerror}; free space or fix permissions, then rerun the same '
+          'command to resume.', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

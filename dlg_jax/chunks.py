@@ -8,8 +8,13 @@ A later run with the same workdir and config skips every chunk whose file is
 there; the merge reads the files in victim order, so the final report does
 not depend on which chunks ran in which session, process or order.
 
-Each file carries the fingerprint of the config that made it; a file from a
-different config raises instead of being mixed in.
+Each file carries the fingerprint of the run that made it: the config's
+fields that can change a result and the contents of every input file
+(`provenance`), so that replacing `data.path` between two runs of one command
+is noticed. `workdir/chunks/manifest.json` keeps what was fingerprinted, so
+a refusal names what changed. A file from a different run raises instead of
+being mixed in; a file that cannot be read, or that holds other victims than
+its name promises, is `Damaged`, and the runner redoes it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import json
 import os
 from typing import Any, Mapping, NamedTuple, Sequence
+import zipfile
 
 import numpy as np
 
@@ -55,13 +61,120 @@ def plan(num_victims: int, chunk_victims: int) -> list[Chunk]:
 _NEUTRAL = {'device_victims': 0}
 
 
-def fingerprint(config: Mapping[str, Any]) -> str:
-  """A hash of everything in `config` that can change a victim's result."""
+# Settings that name input files or folders: their contents enter the fingerprint.
+INPUT_FIELDS = (('data', 'path'), ('data', 'data_dir'), ('model_init', 'path'))
+
+
+class Damaged(Exception):
+  """A chunk file that cannot be trusted (unreadable, or another chunk's victims)."""
+
+
+def _file_digest(path: str) -> str:
+  sha = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      sha.update(block)
+  return sha.hexdigest()
+
+
+def content_digest(path: str) -> str:
+  """SHA-256 of a file, or of a folder's files (relative names and contents), sorted.
+
+  A TFDS `data_dir` can hold gigabytes; its files count by name and size.
+  """
+  if os.path.isfile(path):
+    return _file_digest(path)
+  sha = hashlib.sha256()
+  for root, dirs, files in os.walk(path):
+    dirs.sort()
+    for name in sorted(files):
+      full = os.path.join(root, name)
+      sha.update(os.path.relpath(full, path).encode() + b'\0')
+      sha.update(str(os.path.getsize(full)).encode() if '.array_record' in name
+                 else _file_digest(full).encode())
+  return sha.hexdigest()
+
+
+def provenance(config: Mapping[str, Any]) -> dict[str, Any]:
+  """What a run's results depend on: the config (execution fields left out) and its inputs.
+
+  `inputs` maps each input setting ('data.path', ...) that names an existing
+  file or folder to its `content_digest`.
+  """
   cfg = dict(config)
   cfg['run'] = {k: v for k, v in dict(cfg.get('run', {})).items()
                 if k not in _EXECUTION_FIELDS and not (k in _NEUTRAL and v == _NEUTRAL[k])}
-  text = json.dumps(cfg, sort_keys=True, default=repr)
+  inputs = {}
+  for section, field in INPUT_FIELDS:
+    value = dict(cfg.get(section, {}) or {}).get(field) or ''
+    if value and os.path.exists(value):
+      inputs[f'{section}.{field}'] = content_digest(value)
+  return {'config': json.loads(json.dumps(cfg, sort_keys=True, default=repr)), 'inputs': inputs}
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+  """A hash of everything in `config` and its input files that can change a victim's result."""
+  record = provenance(config)
+  text = json.dumps(record['config'], sort_keys=True, default=repr)
+  if record['inputs']:  # runs without input files keep the fingerprint they always had
+    text += json.dumps(record['inputs'], sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _flat(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f'{prefix}{k}.'))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """'field: old → new' for every setting or input that differs between two provenances.
+
+  >>> changes({'config': {'attack': {'steps': 6}}, 'inputs': {}},
+  ...         {'config': {'attack': {'steps': 9}}, 'inputs': {'data.path': 'ab12'}})
+  ['attack.steps: 6 → 9', 'contents of data.path: none → ab12']
+  """
+  out = []
+  for part, label in (('config', ''), ('inputs', 'contents of ')):
+    a, b = _flat(dict(old.get(part, {}))), _flat(dict(new.get(part, {})))
+    for key in sorted(set(a) | set(b)):
+      if a.get(key) != b.get(key):
+        show = lambda v: 'none' if v is None else (v[:8] if label else repr(v))
+        out.append(f'{label}{key}: {show(a.get(key))} → {show(b.get(key))}')
+  return out
+
+
+def manifest_path(workdir: str) -> str:
+  return os.path.join(workdir, 'chunks', 'manifest.json')
+
+
+def write_manifest(workdir: str, record: Mapping[str, Any]) -> None:
+  """Keeps what the chunks' fingerprint covers, so a later refusal can name a change."""
+  os.makedirs(os.path.dirname(manifest_path(workdir)), exist_ok=True)
+  tmp = manifest_path(workdir) + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(record, f, indent=1, sort_keys=True)
+  os.replace(tmp, manifest_path(workdir))
+
+
+def check_manifest(workdir: str, record: Mapping[str, Any]) -> None:
+  """Refuses a workdir whose chunks came from another run, naming what changed."""
+  path = manifest_path(workdir)
+  if not os.path.exists(path):
+    return
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    return  # unreadable: each chunk's own fingerprint still decides
+  diff = changes(old, record)
+  if diff:
+    raise ConfigError(f'{workdir} holds chunks of a different config ({"; ".join(diff[:4])}'
+                      f'{"; ..." if len(diff) > 4 else ""}); use a new --workdir, or move its '
+                      'chunks/ folder away to recompute.')
 
 
 def path(workdir: str, chunk: Chunk) -> str:
@@ -92,15 +205,31 @@ def save(file: str, *, fingerprint_: str, victim_ids: np.ndarray, truth: Private
   os.replace(tmp, file)
 
 
-def load(file: str, fingerprint_: str) -> dict[str, np.ndarray]:
-  """One chunk file; ValueError if another config wrote it."""
-  with np.load(file, allow_pickle=False) as f:
-    found = str(f['fingerprint'])
-    if found != fingerprint_:
-      raise ConfigError(
-          f'{file} was written by a different config (fingerprint {found}, this one '
-          f'{fingerprint_}); use a new --workdir, or move its chunks/ folder away to recompute.')
-    return {k: f[k] for k in f.files}
+def load(file: str, fingerprint_: str, chunk: Chunk | None = None) -> dict[str, np.ndarray]:
+  """One chunk file, verified.
+
+  Raises:
+    ConfigError: another run's config or inputs wrote it.
+    Damaged: it cannot be read (truncated, empty, not an npz), or it holds
+      other victims than `chunk` promises.
+  """
+  try:
+    with np.load(file, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    raise Damaged(f'{file} cannot be read ({type(e).__name__}: {e})') from None
+  if 'fingerprint' not in arrays or 'victim_ids' not in arrays:
+    raise Damaged(f'{file} is not a chunk file (no fingerprint or victim_ids)')
+  found = str(arrays['fingerprint'])
+  if found != fingerprint_:
+    raise ConfigError(
+        f'{file} was written by a different config (fingerprint {found}, this one '
+        f'{fingerprint_}); use a new --workdir, or move its chunks/ folder away to recompute.')
+  if chunk is not None and not np.array_equal(arrays['victim_ids'],
+                                              np.arange(chunk.start, chunk.stop)):
+    raise Damaged(f'{file} holds victims {arrays["victim_ids"].tolist()}, not '
+                  f'{chunk.start}..{chunk.stop - 1} as its name says')
+  return arrays
 
 
 def carry_forward(iterations: Sequence[int], values: Sequence[Any],

@@ -6,26 +6,35 @@ Reads each workdir's config.json and metrics.json (nothing is recomputed) and
 writes `compare.md`, `compare.csv`, `compare.json` (through `grid.write_table`,
 so sweeps and comparisons print numbers alike), `compare.html` (the table and
 the plot embedded, opens offline) and `compare.png` (mean PSNR and label
-accuracy per run, the two numbers a reader compares first).
+accuracy per run, the two numbers a reader compares first). `scored` says
+over how many of the `victims` the image means are taken (`metrics.summary`);
+runs written before it existed show '—'.
+
+An unfinished run or a folder that is not a workdir ends the command with
+one line saying so and exit status 2, as launch.py does for a bad setting.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
+import sys
 from typing import Any, Mapping, Sequence
 
 from absl import app
 from absl import flags
 
+from dlg_jax import html_report
 from dlg_jax import report
 from dlg_jax.errors import ConfigError, MissingFileError
 from dlg_jax.sweeps import grid
 
+_CSS = ('body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}'
+        'td,th{border:1px solid #ccc;padding:3px 7px}th{background:#f0f0f0}img{max-width:100%}')
+
 COLUMNS = ('run', 'attack', 'defense', 'model', 'data', 'victims', 'mean_psnr', 'mean_ssim',
-           'mean_mse', 'label_accuracy', 'diverged', 'seconds')
+           'mean_mse', 'label_accuracy', 'scored', 'diverged', 'seconds')
 
 
 def _defense_name(defenses: Sequence[Mapping[str, Any]]) -> str:
@@ -39,14 +48,29 @@ def _defense_name(defenses: Sequence[Mapping[str, Any]]) -> str:
 
 
 def row(workdir: str) -> dict[str, Any]:
-  """One table row from a finished workdir; FileNotFoundError names what is missing."""
+  """One table row from a finished workdir; a `MissingFileError` says what is missing."""
+  if not os.path.isdir(workdir):
+    raise MissingFileError(f'{workdir} does not exist; give the --workdir of a run.')
   files = {name: os.path.join(workdir, name) for name in ('config.json', 'metrics.json')}
-  for name, path in files.items():
-    if not os.path.isfile(path):
-      raise MissingFileError(f'{workdir} has no {name}: is it a finished run\'s workdir?')
-  with open(files['config.json']) as f:
-    config = json.load(f)
-  summary = grid.read_record(files['metrics.json'])['summary']
+  if not os.path.isfile(files['config.json']):
+    raise MissingFileError(f'{workdir} has no config.json: it is not a run\'s workdir; give '
+                           'the --workdir of a run.')
+  if not os.path.isfile(files['metrics.json']):
+    raise MissingFileError(
+        f'{workdir} has no metrics.json: the run is unfinished (or still running); finish it '
+        'by running launch.py again with the same --config and --workdir (it resumes), or '
+        'leave it out of the comparison.')
+  try:
+    with open(files['config.json']) as f:
+      config = json.load(f)
+    return _row(workdir, config, grid.read_record(files['metrics.json'])['summary'])
+  except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+    raise ConfigError(f'{workdir}: config.json or metrics.json is not a run\'s record '
+                      f'({type(e).__name__}: {e}).') from None
+
+
+def _row(workdir: str, config: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+  """The row of a run from its config.json and metrics.json summary (KeyError if not a run's)."""
   model = config.get('model', {})
   return {
       'run': os.path.basename(os.path.normpath(workdir)),
@@ -59,6 +83,7 @@ def row(workdir: str) -> dict[str, Any]:
       'mean_ssim': summary['mean_ssim'],
       'mean_mse': summary['mean_mse'],
       'label_accuracy': summary['label_accuracy'],
+      'scored': summary.get('num_scored'),  # absent from runs written before it
       'diverged': summary['num_diverged'],
       'seconds': summary['seconds'],
   }
@@ -86,18 +111,16 @@ def plot(rows: Sequence[Mapping[str, Any]], path: str) -> None:
 
 
 def render_html(rows: Sequence[Mapping[str, Any]], png_path: str) -> str:
-  """compare.html: the table and the plot (embedded)."""
-  head = ''.join(f'<th>{html.escape(c)}</th>' for c in COLUMNS)
-  body = ''.join('<tr>' + ''.join(f'<td>{html.escape(grid.format_value(r.get(c)))}</td>'
-                                  for c in COLUMNS) + '</tr>' for r in rows)
+  """compare.html: the table and the plot (embedded); every value escaped."""
+  fill = html_report.fill
   with open(png_path, 'rb') as f:
     png = base64.b64encode(f.read()).decode('ascii')
-  return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>dlg_jax comparison</title>'
-          '<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;'
-          'font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px}th{background:#f0f0f0}'
-          'img{max-width:100%}</style></head><body><h1>Comparison of runs</h1>'
-          f'<table><tr>{head}</tr>{body}</table>'
-          f'<p><img alt="compare.png" src="data:image/png;base64,{png}"></p></body></html>\n')
+  table = html_report.table(list(COLUMNS),
+                            [[grid.format_value(r.get(c)) for c in COLUMNS] for r in rows])
+  return fill('<!DOCTYPE html><html><head><meta charset="utf-8"><title>dlg_jax comparison</title>'
+              '<style>{}</style></head><body><h1>Comparison of runs</h1>{}'
+              '<p><img alt="compare.png" src="data:image/png;base64,{}"></p></body></html>\n',
+              html_report.Html(_CSS), table, png)
 
 
 def compare(workdirs: Sequence[str], out: str) -> list[dict[str, Any]]:
@@ -117,7 +140,11 @@ flags.DEFINE_string('out', 'runs/compare', 'Folder for compare.{md,csv,json,html
 
 
 def main(argv: Sequence[str]) -> None:
-  compare(argv[1:], FLAGS.out)
+  try:
+    compare(argv[1:], FLAGS.out)
+  except ConfigError as e:  # the user's to fix: one line, no traceback
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   with open(os.path.join(FLAGS.out, 'compare.md')) as f:
     print(f.read(), end='')
 

@@ -5,6 +5,10 @@ drift from what ran), the summary table, the grid and curves (PNG embedded as
 base64, so the page opens offline and can be mailed), the per-victim table and
 the config. metrics.json stays the machine-readable record; this page only
 reads what `report.write` already put in the workdir.
+
+Every piece of markup is built by `fill` from a template of ours, and every
+value it inserts (config strings, data and file names, victim names, numbers
+formatted as text) is escaped, so nothing a user writes can open a tag.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import base64
 import html
 import json
 import os
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from dlg_jax import report
 
@@ -31,18 +35,44 @@ text-align:right}th{background:#f0f0f0}td.l,th.l{text-align:left}img{max-width:1
 pre{background:#f6f6f6;padding:1em;font-size:12px;overflow:auto}"""
 
 
-def threat_model(config: Mapping[str, Any]) -> list[str]:
-  """Sentences saying who sees what in this run."""
+class Html(str):
+  """Markup that is already safe (made by `fill` or `join`): inserted as it is."""
+
+
+def fill(template: str, *values: Any) -> Html:
+  """`template` (a literal of ours) with each `{}` replaced by an escaped value.
+
+  A value that is already `Html` goes in as it is; any other is turned into
+  text and escaped, quotes included, so it is safe in an element and in an
+  attribute alike. Templates hold only `{}`: numbers are formatted first.
+
+  >>> fill('<td class="{}">{}</td>', 'l', '"><script>alert(1)</script>')
+  '<td class="l">&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;</td>'
+  >>> fill('<p>{}</p>', fill('<b>{}</b>', 'x & y'))
+  '<p><b>x &amp; y</b></p>'
+  """
+  return Html(template.format(*(v if isinstance(v, Html) else html.escape(str(v), quote=True)
+                                for v in values)))
+
+
+def join(parts: Iterable[Any], sep: str = '') -> Html:
+  """`parts` (each escaped unless `Html`) joined by `sep` (escaped too)."""
+  return Html(html.escape(sep).join(fill('{}', p) for p in parts))
+
+
+def threat_model(config: Mapping[str, Any]) -> list[Html]:
+  """Sentences (markup) saying who sees what in this run."""
   data, client, attack = config['data'], config['client'], config['attack']
   model = config['model']
   defenses = list(client.get('defenses', []))
   if client.get('protocol', 'fedsgd') == 'fedavg':
-    what = (f'the model update of {client.get("local_steps")} local SGD steps at learning rate '
-            f'{client.get("local_lr")} (FedAvg)')
+    what = fill('the model update of {} local SGD steps at learning rate {} (FedAvg)',
+                client.get('local_steps'), client.get('local_lr'))
   else:
-    what = 'the gradient of its batch (FedSGD)'
-  shared = (what if not defenses else what + ' after the defenses ' +
-            ', '.join(html.escape(json.dumps(d, sort_keys=True)) for d in defenses))
+    what = fill('the gradient of its batch (FedSGD)')
+  if defenses:
+    what = fill('{} after the defenses {}', what,
+                join((json.dumps(d, sort_keys=True, default=repr) for d in defenses), ', '))
   weights = dict(config.get('model_init', {}))
   source = weights.get('source', 'random')
   origin = {'random': 'randomly initialised', 'checkpoint': 'loaded from a checkpoint',
@@ -52,58 +82,62 @@ def threat_model(config: Mapping[str, Any]) -> list[str]:
     reveal.append('its labels')
   if client.get('reveal_masks'):
     reveal.append('its dropout masks')
-  lines = [
-      f'Each of the {data["num_victims"]} victims trains the shared model '
-      f'<b>{html.escape(str(model.get("name")))}</b>'
-      + (f' ({html.escape(str(model.get("options")))})' if model.get('options') else '')
-      + ' on a private batch of '
-      f'{client["batch_size"]} image(s) from <b>{html.escape(str(data["name"]))}</b> '
-      f'({data["size"]}×{data["size"]}×{data["channels"]}, pixels in [0, 1]'
-      + (f', normalised inside the model by {html.escape(str(data.get("normalize")))} statistics'
-         if data.get('normalize') else '') + ') and sends ' + shared + '.',
-      f'The server (attacker) knows the model architecture and its weights ({origin}) and '
-      'receives that update' + (' and ' + ' and '.join(reveal) if reveal else '') +
-      '; it never sees the private images.',
-      f'Attack <b>{html.escape(str(attack["name"]))}</b>: it '
-      + _LABEL_MODES.get(str(attack.get('labels')), f'uses labels={attack.get("labels")!r}')
-      + f', {attack.get("steps")} iterations, {attack.get("restarts", 1)} restart(s) per '
-      'victim; the restart with the lowest matching loss is kept (the attacker can see that '
-      'loss, never the truth).',
-      'Scores compare each reconstruction with its private image in [0, 1] pixels (MSE, PSNR, '
-      'SSIM) and the recovered labels with the true ones.',
+  options = fill(' ({})', model.get('options')) if model.get('options') else ''
+  normalize = (fill(', normalised inside the model by {} statistics', data.get('normalize'))
+               if data.get('normalize') else '')
+  labels = _LABEL_MODES.get(str(attack.get('labels')), f'uses labels={attack.get("labels")!r}')
+  return [
+      fill('Each of the {} victims trains the shared model <b>{}</b>{} on a private batch of '
+           '{} image(s) from <b>{}</b> ({}×{}×{}, pixels in [0, 1]{}) and sends {}.',
+           data['num_victims'], model.get('name'), options, client['batch_size'], data['name'],
+           data['size'], data['size'], data['channels'], normalize, what),
+      fill('The server (attacker) knows the model architecture and its weights ({}) and '
+           'receives that update{}; it never sees the private images.',
+           origin, ' and ' + ' and '.join(reveal) if reveal else ''),
+      fill('Attack <b>{}</b>: it {}, {} iterations, {} restart(s) per victim; the restart with '
+           'the lowest matching loss is kept (the attacker can see that loss, never the truth).',
+           attack['name'], labels, attack.get('steps'), attack.get('restarts', 1)),
+      fill('Scores compare each reconstruction with its private image in [0, 1] pixels (MSE, '
+           'PSNR, SSIM) and the recovered labels with the true ones; a reconstruction with '
+           'NaN/Inf pixels is a failure: no scores, counted as diverged, left out of the means.'),
   ]
-  return lines
 
 
-def _png(path: str) -> str:
+def png(path: str) -> Html:
+  """The PNG at `path` as an embedded <img>, or a line saying it is missing."""
+  name = os.path.basename(path)
   if not os.path.exists(path):
-    return '<p>(missing: ' + html.escape(os.path.basename(path)) + ')</p>'
+    return fill('<p>(missing: {})</p>', name)
   with open(path, 'rb') as f:
     data = base64.b64encode(f.read()).decode('ascii')
-  return f'<img alt="{html.escape(os.path.basename(path))}" src="data:image/png;base64,{data}">'
+  return fill('<img alt="{}" src="data:image/png;base64,{}">', name, data)
 
 
-def _table(header: list[str], rows: list[list[Any]], left: int = 0) -> str:
-  th = ''.join(f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-               for i, h in enumerate(header))
-  body = []
-  for row in rows:
-    body.append('<tr>' + ''.join(f'<td class="{"l" if i < left else ""}">{html.escape(str(v))}</td>'
-                                 for i, v in enumerate(row)) + '</tr>')
-  return f'<table><tr>{th}</tr>{"".join(body)}</table>'
+def table(header: list[str], rows: Iterable[Iterable[Any]], left: int = 0) -> Html:
+  """A <table>: one header row, then `rows`; the first `left` columns align left."""
+  cls = lambda i: 'l' if i < left else ''
+  th = join(fill('<th class="{}">{}</th>', cls(i), h) for i, h in enumerate(header))
+  body = join(fill('<tr>{}</tr>', join(fill('<td class="{}">{}</td>', cls(i), v)
+                                        for i, v in enumerate(row))) for row in rows)
+  return fill('<table><tr>{}</tr>{}</table>', th, body)
 
 
 def _fmt(value: Any, spec: str) -> str:
-  return 'n/a' if value is None else format(value, spec)
+  """`value` by `spec`; 'n/a' where there is none (None, or NaN: a failed score)."""
+  if value is None or (isinstance(value, float) and value != value):
+    return 'n/a'
+  return format(value, spec)
 
 
 def render(config: Mapping[str, Any], record: Mapping[str, Any], workdir: str) -> str:
   """The page as a string; images are read from `workdir`."""
   s = record['summary']
-  summary = _table(
-      ['victims', 'mean MSE', 'mean PSNR (dB)', 'mean SSIM', 'label accuracy', 'diverged',
-       'seconds'],
-      [[s['num_victims'], _fmt(s['mean_mse'], '.3e'), _fmt(s['mean_psnr'], '.2f'),
+  # metrics.json files written before `num_scored` existed averaged over all.
+  scored = f'{s.get("num_scored", s["num_victims"])}/{s["num_victims"]}'
+  summary = table(
+      ['victims', 'scored', 'mean MSE', 'mean PSNR (dB)', 'mean SSIM', 'label accuracy',
+       'diverged', 'seconds'],
+      [[s['num_victims'], scored, _fmt(s['mean_mse'], '.3e'), _fmt(s['mean_psnr'], '.2f'),
         _fmt(s['mean_ssim'], '.3f'), _fmt(s['label_accuracy'], '.3f'), s['num_diverged'],
         _fmt(s['seconds'], '.1f')]])
   victims = record['victims']
@@ -111,25 +145,20 @@ def render(config: Mapping[str, Any], record: Mapping[str, Any], workdir: str) -
            _fmt(v['mse'], '.2e'), _fmt(v['psnr'], '.2f'), _fmt(v['ssim'], '.3f'),
            _fmt(v['label_correct'], '.2f'), v['iterations'], v['diverged']]
           for v in victims[:_MAX_VICTIM_ROWS]]
-  more = (f'<p>First {_MAX_VICTIM_ROWS} of {len(victims)} victims; all are in metrics.json.</p>'
-          if len(victims) > _MAX_VICTIM_ROWS else '')
+  more = (fill('<p>First {} of {} victims; all are in metrics.json.</p>', _MAX_VICTIM_ROWS,
+               len(victims)) if len(victims) > _MAX_VICTIM_ROWS else '')
   title = f'{config["attack"]["name"]} × {config["model"].get("name")} × {config["data"]["name"]}'
-  parts = [
-      '<!DOCTYPE html><html><head><meta charset="utf-8">',
-      f'<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>',
-      f'<h1>{html.escape(title)}</h1>',
-      '<h2>Threat model</h2>', ''.join(f'<p>{line}</p>' for line in threat_model(config)),
-      '<h2>Summary</h2>', summary,
-      '<h2>Private images (top) and reconstructions (bottom)</h2>',
-      _png(os.path.join(workdir, 'grid.png')),
-      '<h2>Matching loss and MSE per iteration</h2>', _png(os.path.join(workdir, 'curves.png')),
-      '<h2>Victims</h2>',
-      _table(['victim', 'image', 'MSE', 'PSNR', 'SSIM', 'label', 'iterations', 'diverged'],
-             rows, left=2), more,
-      '<h2>Config</h2>', f'<pre>{html.escape(json.dumps(config, indent=2, default=repr))}</pre>',
-      '</body></html>\n',
-  ]
-  return '\n'.join(parts)
+  return fill(
+      '<!DOCTYPE html><html><head><meta charset="utf-8">\n'
+      '<title>{}</title><style>{}</style></head><body>\n<h1>{}</h1>\n'
+      '<h2>Threat model</h2>\n{}\n<h2>Summary</h2>\n{}\n'
+      '<h2>Private images (top) and reconstructions (bottom)</h2>\n{}\n'
+      '<h2>Matching loss and MSE per iteration</h2>\n{}\n<h2>Victims</h2>\n{}\n{}\n'
+      '<h2>Config</h2>\n<pre>{}</pre>\n</body></html>\n',
+      title, Html(_CSS), title, join(fill('<p>{}</p>', line) for line in threat_model(config)),
+      summary, png(os.path.join(workdir, 'grid.png')), png(os.path.join(workdir, 'curves.png')),
+      table(['victim', 'image', 'MSE', 'PSNR', 'SSIM', 'label', 'iterations', 'diverged'], rows,
+            left=2), more, json.dumps(config, indent=2, default=repr))
 
 
 def write(workdir: str, config: Mapping[str, Any], record: Mapping[str, Any]) -> str:

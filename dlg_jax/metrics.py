@@ -11,6 +11,11 @@ report does the same), and MSE/PSNR/SSIM are scored per matched pair. Label
 accuracy compares the recovered and the true labels as multisets (the
 fraction of the B true labels recovered, counting repeats), independent of
 the image matching; for B = 1 it is plain equality.
+
+A reconstruction with any non-finite pixel (or a non-finite MSE) is a
+failure, not a score: its MSE, PSNR and SSIM are NaN, it counts as diverged,
+and the summary's means leave it out and say over how many victims they are
+taken (`summary`). Only an exact reconstruction has an infinite PSNR.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ import numpy as np
 import optax
 
 from dlg_jax.types import AttackResult, Private, Scores
+
+# What an exact reconstruction (MSE 0, PSNR +inf) counts as in a mean: it is
+# a real success, the best there is, but +inf would swamp every other victim.
+PSNR_CAP = 100.0
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -49,6 +58,10 @@ def assignment(rec: jax.Array, true: jax.Array) -> jax.Array:
   every snapshot.
   """
   cost = jnp.mean((true[:, :, None] - rec[:, None, :]) ** 2, axis=(-3, -2, -1))  # (V, true, rec)
+  # A victim with a NaN/Inf image fails whatever the matching, but NaN costs
+  # compare false and would pair its finite images at random: as the worst
+  # finite cost, they still go to their best partners (for the grid).
+  cost = jnp.nan_to_num(cost, nan=jnp.finfo(cost.dtype).max, posinf=jnp.finfo(cost.dtype).max)
 
   def one(c):
     rows, cols = optax.assignment.hungarian_algorithm(c)
@@ -100,39 +113,99 @@ def label_accuracy(recovered: jax.Array, true: jax.Array) -> np.ndarray:
   return (overlap / true.shape[1]).astype(np.float32)
 
 
+def failed(rec: jax.Array, per_image_mse: jax.Array) -> np.ndarray:
+  """(V,) True where a victim's reconstruction cannot be scored.
+
+  That is any NaN/Inf pixel in its images (V, B, H, W, C), or a non-finite
+  MSE (B,) of one of them (finite pixels so large that the square overflows).
+
+  >>> failed(np.array([[[[[0.5]]]], [[[[np.nan]]]]]), np.array([[0.1], [0.2]]))
+  array([False,  True])
+  """
+  bad_pixels = ~np.all(np.isfinite(np.asarray(rec)), axis=tuple(range(1, np.ndim(rec))))
+  return bad_pixels | ~np.all(np.isfinite(np.asarray(per_image_mse)), axis=1)
+
+
 def score(result: AttackResult, truth: Private) -> Scores:
-  """Per-victim scores after matching; a victim's batch is averaged over its images."""
+  """Per-victim scores after matching; a victim's batch is averaged over its images.
+
+  A failed victim (`failed`) gets NaN MSE, PSNR and SSIM and counts as
+  diverged. Within a batch, an exact image counts as `PSNR_CAP` dB, so one
+  exact image cannot turn its batch's mean PSNR into +inf; a victim whose
+  every image is exact keeps +inf.
+  """
   result = match(result, truth)
   rec, true = jnp.asarray(result.images), jnp.asarray(truth.images)
   flat = lambda x: x.reshape(-1, *x.shape[2:])
   v, b = true.shape[:2]
-  per_image_mse = mse(flat(rec), flat(true)).reshape(v, b)
-  per_image_psnr = psnr(flat(rec), flat(true)).reshape(v, b)
-  per_image_ssim = ssim(flat(rec), flat(true)).reshape(v, b)
+  per_image_mse = np.asarray(mse(flat(rec), flat(true)).reshape(v, b))
+  per_image_psnr = np.asarray(psnr(flat(rec), flat(true)).reshape(v, b))
+  per_image_ssim = np.asarray(ssim(flat(rec), flat(true)).reshape(v, b))
+  bad = failed(rec, per_image_mse)
+  exact = per_image_mse == 0
+  capped = np.where(exact, PSNR_CAP, per_image_psnr)
+  victim_psnr = np.where(np.all(exact, axis=1), np.inf, np.mean(capped, axis=1))
+  nan_if_bad = lambda x: np.where(bad, np.nan, x).astype(np.float32)
   labels_ok = label_accuracy(result.labels, truth.labels)
   trace = tuple((it, np.asarray(jnp.mean(mse(jnp.asarray(snap), true), axis=1)))
                 for it, snap in result.snapshots)
   return Scores(
-      mse=np.asarray(jnp.mean(per_image_mse, axis=1)),
-      psnr=np.asarray(jnp.mean(per_image_psnr, axis=1)),
-      ssim=np.asarray(jnp.mean(per_image_ssim, axis=1)),
+      mse=nan_if_bad(np.mean(per_image_mse, axis=1)),
+      psnr=nan_if_bad(victim_psnr),
+      ssim=nan_if_bad(np.mean(per_image_ssim, axis=1)),
       label_correct=np.asarray(labels_ok),
-      diverged=np.asarray(result.diverged),
+      diverged=np.asarray(result.diverged) | bad,
       iterations=np.asarray(result.iterations),
       loss=np.asarray(result.loss),
       mse_trace=trace,
   )
 
 
+def scored(scores: Scores) -> np.ndarray:
+  """(V,) True for the victims whose MSE, PSNR and SSIM count in a mean.
+
+  A victim counts when all three are finite, except that an exact
+  reconstruction (MSE 0) may have PSNR +inf. Anything else non-finite (NaN,
+  -inf, +inf with MSE > 0) is a failure, also in Scores made by hand.
+  """
+  mse_, psnr_, ssim_ = (np.asarray(x, np.float64) for x in (scores.mse, scores.psnr, scores.ssim))
+  psnr_ok = np.isfinite(psnr_) | ((psnr_ == np.inf) & (mse_ == 0))
+  return np.isfinite(mse_) & np.isfinite(ssim_) & psnr_ok
+
+
 def summary(scores: Scores, seconds: float) -> dict[str, float]:
-  """The run's headline numbers, as written to metrics.json."""
-  finite_psnr = np.where(np.isfinite(scores.psnr), scores.psnr, 100.0)  # identical -> cap
+  """The run's headline numbers, as written to metrics.json.
+
+  The rule: mean MSE, PSNR and SSIM are taken over the `num_scored` victims
+  whose reconstruction could be scored (`scored`), the same victims for all
+  three; a failed one (NaN/Inf pixels or scores) is left out rather than
+  given an invented number, counts in `num_diverged`, and makes the means NaN
+  (null in metrics.json) when no victim is left. An exact reconstruction is
+  a real success and counts as `PSNR_CAP` (100 dB). Label accuracy does not
+  depend on the images and is taken over all `num_victims` victims.
+
+  Example: one good, one exact and one all-NaN victim.
+
+  >>> s = Scores(mse=np.array([0.01, 0.0, np.nan]), psnr=np.array([20.0, np.inf, np.nan]),
+  ...            ssim=np.array([0.5, 1.0, np.nan]), label_correct=np.array([1.0, 1.0, 0.0]),
+  ...            diverged=np.array([False, False, False]), iterations=np.zeros(3),
+  ...            loss=np.zeros(3), mse_trace=())
+  >>> {k: round(v, 3) for k, v in summary(s, 2.0).items()}  # doctest: +NORMALIZE_WHITESPACE
+  {'mean_mse': 0.005, 'mean_psnr': 60.0, 'mean_ssim': 0.75, 'label_accuracy': 0.667,
+   'num_victims': 3, 'num_scored': 2, 'num_diverged': 1, 'seconds': 2.0}
+  """
+  ok = scored(scores)
+  # Identical images are a real success: +inf PSNR counts as the cap, not as
+  # a failure (and not as +inf, which would swamp every other victim).
+  psnr_ = np.where(np.asarray(scores.psnr) == np.inf, PSNR_CAP, scores.psnr)
+  mean = lambda x: float(np.mean(np.asarray(x, np.float64)[ok])) if ok.any() else float('nan')
   return {
-      'mean_mse': float(np.mean(scores.mse)),
-      'mean_psnr': float(np.mean(finite_psnr)),
-      'mean_ssim': float(np.mean(scores.ssim)),
+      'mean_mse': mean(scores.mse),
+      'mean_psnr': mean(psnr_),
+      'mean_ssim': mean(scores.ssim),
       'label_accuracy': float(np.mean(scores.label_correct)),
       'num_victims': int(len(scores.mse)),
-      'num_diverged': int(np.sum(scores.diverged)),
+      'num_scored': int(np.sum(ok)),
+      'num_diverged': int(np.sum(np.asarray(scores.diverged, bool) | ~ok)),
       'seconds': float(seconds),
   }

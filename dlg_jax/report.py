@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from dlg_jax import metrics
 from dlg_jax.types import AttackResult, Private, Scores
 
 
@@ -58,8 +59,14 @@ def save_figure(path: str, fig, dpi: int = 100) -> None:
 
 def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
                    truth: Private) -> list[dict[str, Any]]:
-  """One JSON-able record per victim."""
+  """One JSON-able record per victim.
+
+  `scored` is False for a failed reconstruction (`metrics.scored`), whose
+  MSE, PSNR and SSIM are NaN (null in JSON); an exact one has PSNR +inf,
+  also null in JSON, but MSE 0 and `scored` True.
+  """
   records = []
+  ok = metrics.scored(scores)
   for v in range(len(scores.mse)):
     records.append({
         'victim': v,
@@ -67,6 +74,7 @@ def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
         'mse': float(scores.mse[v]),
         'psnr': float(scores.psnr[v]),
         'ssim': float(scores.ssim[v]),
+        'scored': bool(ok[v]),
         'label_correct': float(scores.label_correct[v]),
         'true_labels': np.asarray(truth.labels[v]).tolist(),
         'recovered_labels': np.asarray(result.labels[v]).tolist(),
@@ -140,16 +148,39 @@ def save_curves(path: str, loss_trace: np.ndarray, mse_trace) -> None:
 
 
 def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
-  """A plain-text table of victims and the summary line."""
+  """A plain-text table of victims and the summary line.
+
+  The summary line says over how many victims the image means are taken; a
+  failed victim's scores print as '—'.
+
+  >>> print(table({'mean_mse': 0.01, 'mean_psnr': 20.0, 'mean_ssim': 0.5, 'label_accuracy': 0.5,
+  ...              'num_victims': 2, 'num_scored': 1, 'num_diverged': 1, 'seconds': 3.0},
+  ...             [{'victim': 1, 'images': 'cat', 'mse': float('nan'), 'psnr': None,
+  ...               'ssim': None, 'label_correct': 0.0, 'iterations': 5, 'diverged': True}])
+  ...       )  # doctest: +NORMALIZE_WHITESPACE
+  victim image                           MSE    PSNR   SSIM label  iters diverged
+       1 cat                               —       —      —  0.00      5     True
+  mean MSE 1.000e-02 | mean PSNR 20.00 dB | mean SSIM 0.500 (over 1/2 scored) | label acc 0.500 |
+  diverged 1/2 | 3.0 s
+  """
+  def _num(value: Any, spec: str) -> str:  # a failure's NaN (None from JSON) prints as '—'
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return '—' if missing else format(value, spec)
+
   lines = [f'{"victim":>6} {"image":<24} {"MSE":>10} {"PSNR":>7} {"SSIM":>6} '
            f'{"label":>5} {"iters":>6} {"diverged":>8}']
   for r in records:
     name = r['images'] if isinstance(r['images'], str) else ','.join(r['images'])
-    lines.append(f'{r["victim"]:>6} {name[:24]:<24} {r["mse"]:>10.2e} {r["psnr"]:>7.2f} '
-                 f'{r["ssim"]:>6.3f} {r["label_correct"]:>5.2f} {r["iterations"]:>6} '
-                 f'{str(r["diverged"]):>8}')
-  lines.append(f'mean MSE {summary["mean_mse"]:.3e} | mean PSNR {summary["mean_psnr"]:.2f} dB | '
-               f'mean SSIM {summary["mean_ssim"]:.3f} | label acc {summary["label_accuracy"]:.3f} | '
+    lines.append(f'{r["victim"]:>6} {name[:24]:<24} {_num(r["mse"], ".2e"):>10} '
+                 f'{_num(r["psnr"], ".2f"):>7} {_num(r["ssim"], ".3f"):>6} '
+                 f'{r["label_correct"]:>5.2f} {r["iterations"]:>6} {str(r["diverged"]):>8}')
+  # metrics.json files written before `num_scored` existed averaged over all.
+  num_scored = summary.get('num_scored', summary['num_victims'])
+  lines.append(f'mean MSE {_num(summary["mean_mse"], ".3e")} | '
+               f'mean PSNR {_num(summary["mean_psnr"], ".2f")} dB | '
+               f'mean SSIM {_num(summary["mean_ssim"], ".3f")} '
+               f'(over {num_scored}/{summary["num_victims"]} scored) | '
+               f'label acc {summary["label_accuracy"]:.3f} | '
                f'diverged {summary["num_diverged"]}/{summary["num_victims"]} | '
                f'{summary["seconds"]:.1f} s')
   return '\n'.join(lines)

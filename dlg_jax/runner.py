@@ -31,6 +31,7 @@ from dlg_jax import parallel
 from dlg_jax import report
 from dlg_jax.attacks import optimize
 from dlg_jax.client import accounting
+from dlg_jax.errors import ConfigError
 
 
 def progress_bar(total: int, desc: str, leave: bool = True):
@@ -89,8 +90,48 @@ def _chunk_progress(exp: experiment.Experiment, num_victims: int, mesh, device_v
   return bar, for_round
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses a workdir that is a file, lies under a file, or cannot be created or written."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      raise ConfigError(f'--workdir={workdir!r} is a file, not a folder; give a folder.')
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise ConfigError(f'--workdir={workdir!r} is not writable; give a folder you can write.')
+    return
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConfigError(f'--workdir={workdir!r} lies under {parent!r}, which is a file; give a '
+                      'folder path.')
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f'--workdir={workdir!r} cannot be created: {parent!r} is not writable.')
+
+
+def _pending(workdir: str, mine: list, fp: str, resume: bool) -> list:
+  """The chunks of `mine` still to run; damaged chunk files are named, set aside and redone."""
+  todo = []
+  for c in mine:
+    file = chunks_lib.path(workdir, c)
+    if not (resume and os.path.exists(file)):
+      todo.append(c)
+      continue
+    try:  # fail now, not after hours, if the workdir holds another run's chunks
+      chunks_lib.load(file, fp, c)
+    except chunks_lib.Damaged as e:
+      logging.warning('%s; set aside as %s.damaged and recomputed.', e, file)
+      os.replace(file, file + '.damaged')
+      todo.append(c)
+  return todo
+
+
 def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   """Runs one experiment (resuming finished chunks) and writes its report to `workdir`.
+
+  Nothing in `workdir` changes before the config and the data are checked
+  and the workdir's earlier chunks (if any) are known to come from the same
+  config and the same input files; config.json is written with the report.
 
   Returns:
     The metrics record written to metrics.json (on process 0; other
@@ -99,27 +140,25 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   cfg = experiment.check(config)
   # (epsilon, delta) when the client runs dp_sgd.
   privacy = accounting.experiment_privacy(cfg['client'])
+  check_workdir(workdir)
   run_cfg = dict(cfg.get('run', {}))
   parallel.pin_cpu_cores(run_cfg.get('cpu_cores', ''))
   parallel.initialize_distributed(run_cfg)
   lead = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if lead:
-    report.write_json(os.path.join(workdir, 'config.json'), cfg)
 
   exp = experiment.setup(cfg)
+  provenance = chunks_lib.provenance(cfg)
+  chunks_lib.check_manifest(workdir, provenance)
   num_victims = len(exp.truth.labels)
   plan = chunks_lib.plan(num_victims, int(run_cfg.get('chunk_victims', 0)))
   mine = [plan[i] for i in parallel.share(len(plan), jax.process_index(), jax.process_count())]
   fp = chunks_lib.fingerprint(cfg)
-  resume = bool(run_cfg.get('resume', True))
-  todo = [c for c in mine if not (resume and os.path.exists(chunks_lib.path(workdir, c)))]
-  for c in mine:
-    if c not in todo:  # fail now, not after hours, if the workdir holds another config's chunks
-      chunks_lib.load(chunks_lib.path(workdir, c), fp)
+  todo = _pending(workdir, mine, fp, bool(run_cfg.get('resume', True)))
   if len(todo) < len(mine):
     logging.info('resuming: %d of %d chunks already in %s', len(mine) - len(todo), len(mine),
                  os.path.join(workdir, 'chunks'))
+  if lead and todo:
+    chunks_lib.write_manifest(workdir, provenance)
   mesh = parallel.victim_mesh()
   log_path = os.path.join(workdir, 'progress.jsonl' if jax.process_count() == 1
                           else f'progress.{jax.process_index()}.jsonl')
@@ -148,7 +187,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   parallel.wait_for_files([chunks_lib.path(workdir, c) for c in plan])
 
   # The report, from the chunk files in victim order (identical after a resume).
-  parts = [chunks_lib.load(chunks_lib.path(workdir, c), fp) for c in plan]
+  parts = [chunks_lib.load(chunks_lib.path(workdir, c), fp, c) for c in plan]
   result, truth, scores, seconds = chunks_lib.merge(parts)
   summary = {**metrics.summary(scores, seconds), **privacy}
   extra = {'run': {'chunks': len(plan), 'chunk_victims': int(run_cfg.get('chunk_victims', 0)),
@@ -157,7 +196,8 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   record = report.write(workdir, cfg, result, truth, scores, summary, exp.names, extra=extra)
   html_report.write(workdir, cfg, record)
   if summary['num_diverged']:
-    logging.warning('%d of %d victims diverged (non-finite matching loss); their last finite '
-                    'reconstruction is reported.', summary['num_diverged'], num_victims)
+    logging.warning('%d of %d victims diverged (non-finite matching loss or reconstruction); '
+                    'the means are over the %d scored ones.', summary['num_diverged'],
+                    num_victims, summary['num_scored'])
   print(report.table(summary, record['victims']), flush=True)
   return record

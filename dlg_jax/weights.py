@@ -14,6 +14,9 @@ less saturated). `config.model_init` makes the choice explicit:
   victims are drawn from — the issue's "N training steps on the data first";
   the model has then seen the victims' images. BatchNorm statistics are
   updated by the training steps.
+
+Weights holding NaN or Inf are refused either way (a corrupt checkpoint, a
+diverged training run): every attack would only match NaN gradients.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from absl import logging
 import flax.serialization
 import jax
 import jax.numpy as jnp
+import msgpack
+import numpy as np
 
 from dlg_jax import training
 from dlg_jax.errors import ConfigError, MissingFileError
@@ -48,8 +53,9 @@ def load(path: str, template: PyTree) -> PyTree:
   """Reads variables saved by `save` into the structure of `template`.
 
   Raises:
-    FileNotFoundError: no file at `path`, naming model_init.path.
-    ValueError: the file does not hold this model's variables.
+    MissingFileError: no file at `path`, naming model_init.path.
+    ConfigError: the file is not a msgpack checkpoint, does not hold this
+      model's variables (names, shapes, numeric dtypes), or holds NaN or Inf.
   """
   if not os.path.isfile(path):
     raise MissingFileError(f'model_init.path={path!r} is not a file; write one with '
@@ -58,15 +64,45 @@ def load(path: str, template: PyTree) -> PyTree:
   with open(path, 'rb') as f:
     blob = f.read()
   try:
-    loaded = flax.serialization.from_bytes(template, blob)
-  except (ValueError, KeyError, TypeError) as e:
-    raise ConfigError(f'model_init.path={path!r} does not hold this model\'s variables: {e}') from e
-  mismatched = [jax.tree_util.keystr(p) for (p, a), b in zip(
-      jax.tree_util.tree_flatten_with_path(template)[0], jax.tree.leaves(loaded))
-                if jnp.shape(a) != jnp.shape(b)]
+    state = flax.serialization.msgpack_restore(blob)
+  except (ValueError, TypeError, KeyError, msgpack.exceptions.UnpackException) as e:
+    raise ConfigError(f'model_init.path={path!r} is not a checkpoint written by '
+                      f'dlg_jax.weights.save (msgpack said: {e}).') from e
+  expected = _leaves(flax.serialization.to_state_dict(template))
+  found = _leaves(state) if isinstance(state, dict) else {}
+  missing = sorted(set(expected) - set(found))  # extra leaves are ignored, as flax does
+  if missing:
+    raise ConfigError(f"model_init.path={path!r} does not hold this model's variables: it lacks "
+                      f'{len(missing)} arrays (e.g. {", ".join(missing[:3])}); save the '
+                      'checkpoint from this model with dlg_jax.weights.save.')
+  found = {k: found[k] for k in expected}
+  mismatched = [k for k, leaf in found.items() if np.shape(leaf) != np.shape(expected[k])
+                or np.asarray(leaf).dtype.kind not in 'biuf']
   if mismatched:
-    raise ConfigError(f'model_init.path={path!r}: shapes differ from the model at {mismatched[:3]}.')
-  return jax.tree.map(jnp.asarray, loaded)
+    raise ConfigError(f'model_init.path={path!r}: shapes or dtypes differ from the model at '
+                      f'{", ".join(mismatched[:3])}.')
+  bad = nonfinite(found)
+  if bad:
+    raise ConfigError(f'model_init.path={path!r} holds NaN or infinite weights ({len(bad)} '
+                      f'arrays, e.g. {", ".join(bad[:3])}); the checkpoint is corrupt or was '
+                      'saved from a diverged run. Save finite weights, or use '
+                      'model_init.source="random".')
+  return jax.tree.map(jnp.asarray, flax.serialization.from_state_dict(template, state))
+
+
+def _leaves(tree: PyTree) -> dict[str, Any]:
+  """Leaf path ('params/Conv_0/kernel') -> leaf."""
+  return {jax.tree_util.keystr(p, simple=True, separator='/'): leaf
+          for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def nonfinite(variables: PyTree) -> list[str]:
+  """Paths of the leaves of `variables` that hold NaN or Inf.
+
+  >>> nonfinite({'params': {'w': np.array([1.0, np.nan]), 'b': np.zeros(2)}})
+  ['params/w']
+  """
+  return [path for path, leaf in _leaves(variables).items() if not np.isfinite(leaf).all()]
 
 
 def check(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,6 +135,12 @@ def initial(config: Mapping[str, Any], model: Model, key: jax.Array,
     batch = min(int(cfg['batch_size']), len(dataset.labels))
     variables, history = training.train(model, variables, dataset, steps=int(cfg['steps']),
                                         batch_size=batch, lr=float(cfg['lr']), key=k_train)
+    bad = nonfinite(variables)
+    if bad:
+      raise ConfigError(f'model_init.source="train" diverged: after {cfg["steps"]} Adam steps at '
+                        f'model_init.lr={cfg["lr"]} the weights hold NaN or Inf ({len(bad)} '
+                        f'arrays, e.g. {", ".join(bad[:3])}; final loss '
+                        f'{history["loss"][-1]:.4g}); lower model_init.lr or model_init.steps.')
     logging.info('model_init: %d training steps, final loss %.4f', cfg['steps'],
                  history['loss'][-1])
   return variables

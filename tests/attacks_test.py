@@ -128,6 +128,14 @@ class AttackTest(absltest.TestCase):
     self.assertFalse(np.any(r.diverged))
     self.assertEqual(r.loss_trace.shape, (2, 30))
 
+  def test_runs_exactly_steps_iterations_whatever_the_chunk(self):
+    # 7 = 3 + 3 + 1: the last chunk is shorter instead of running to 9.
+    r = idlg.attack(self.update, self.model, self.variables, jax.random.key(7),
+                    _attack_config(steps=7, chunk=3, restarts=1))
+    np.testing.assert_array_equal(r.iterations, [7, 7])
+    self.assertEqual(r.loss_trace.shape, (2, 7))
+    self.assertEqual([it for it, _ in r.snapshots], [0, 3, 6, 7])
+
   def test_same_key_gives_identical_reconstructions(self):
     again = idlg.attack(self.update, self.model, self.variables, jax.random.key(7),
                         _attack_config())

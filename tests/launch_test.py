@@ -30,7 +30,7 @@ class LaunchTest(absltest.TestCase):
       with open(os.path.join(workdir, 'metrics.json')) as f:
         record = json.load(f)
       self.assertEqual(set(record['summary']), {'mean_mse', 'mean_psnr', 'mean_ssim',
-                                                'label_accuracy', 'num_victims',
+                                                'label_accuracy', 'num_victims', 'num_scored',
                                                 'num_diverged', 'seconds'})
       self.assertEqual(record['summary']['num_victims'], 2)
       self.assertEqual(record['summary']['label_accuracy'], 1.0)

@@ -1,4 +1,4 @@
-"""Tests for dlg_jax.metrics: MSE, PSNR, SSIM, matched batches, label accuracy."""
+"""Tests for dlg_jax.metrics: MSE, PSNR, SSIM, matched batches, label accuracy, failures."""
 
 from absl.testing import absltest
 import chex
@@ -8,7 +8,7 @@ import numpy as np
 
 from dlg_jax import data
 from dlg_jax import metrics
-from dlg_jax.types import AttackResult, Private
+from dlg_jax.types import AttackResult, Private, Scores
 
 SIZE, CLASSES = 16, 16
 
@@ -57,6 +57,75 @@ class MetricsTest(absltest.TestCase):
     y = jnp.clip(x + 0.1, 0, 1)
     mse = metrics.mse(x, y)
     np.testing.assert_allclose(metrics.psnr(x, y), -10 * np.log10(mse), rtol=1e-5)
+
+
+def _noisy(truth_images, scale=0.2):
+  noise = scale * jax.random.normal(jax.random.key(1), truth_images.shape)
+  return jnp.clip(truth_images + noise, 0, 1)
+
+
+class FailedReconstructionTest(absltest.TestCase):
+  """A NaN/Inf reconstruction is a failure: no scores, diverged, out of the means."""
+
+  def setUp(self):
+    super().setUp()
+    images, labels = _photos(4)
+    self.truth = Private(images[:, None], labels[:, None])  # 4 victims of B = 1
+    self.rec = _noisy(self.truth.images)
+
+  def test_one_nan_victim_is_left_out_of_the_means_and_counted(self):
+    good = metrics.score(_result(self.rec, self.truth.labels), self.truth)
+    bad = metrics.score(_result(self.rec.at[2].set(jnp.nan), self.truth.labels), self.truth)
+    for field in ('mse', 'psnr', 'ssim'):
+      self.assertTrue(np.isnan(getattr(bad, field)[2]), field)
+      np.testing.assert_array_equal(np.delete(getattr(bad, field), 2),
+                                    np.delete(getattr(good, field), 2))
+    np.testing.assert_array_equal(bad.diverged, [False, False, True, False])
+    s = metrics.summary(bad, 1.0)
+    self.assertEqual((s['num_victims'], s['num_scored'], s['num_diverged']), (4, 3, 1))
+    self.assertAlmostEqual(s['mean_psnr'], float(np.mean(np.delete(good.psnr, 2))), places=4)
+    self.assertLess(s['mean_psnr'], 30)  # not 100 dB
+    self.assertAlmostEqual(s['label_accuracy'], 1.0)  # labels do not depend on the image
+
+  def test_all_nan_scores_nothing(self):
+    bad = metrics.score(_result(jnp.full_like(self.rec, jnp.nan), self.truth.labels),
+                        self.truth)
+    s = metrics.summary(bad, 1.0)
+    self.assertEqual((s['num_scored'], s['num_diverged']), (0, 4))
+    for key in ('mean_mse', 'mean_psnr', 'mean_ssim'):
+      self.assertTrue(np.isnan(s[key]), key)
+
+  def test_one_inf_pixel_fails_its_victim(self):
+    bad = metrics.score(_result(self.rec.at[1, 0, 3, 3, 0].set(jnp.inf), self.truth.labels),
+                        self.truth)
+    np.testing.assert_array_equal(metrics.scored(bad), [True, False, True, True])
+    self.assertTrue(bool(bad.diverged[1]))
+
+  def test_exact_reconstruction_is_a_success_capped_at_100_db(self):
+    exact = metrics.score(_result(self.truth.images, self.truth.labels), self.truth)
+    self.assertTrue(np.all(np.isinf(exact.psnr)))
+    s = metrics.summary(exact, 1.0)
+    self.assertEqual((s['mean_psnr'], s['num_scored'], s['num_diverged']), (100.0, 4, 0))
+
+  def test_batch_with_a_nan_image_fails_and_one_exact_image_is_not_inf(self):
+    images, labels = _photos(4)
+    truth = Private(images.reshape(2, 2, SIZE, SIZE, 3), labels.reshape(2, 2))
+    rec = _noisy(truth.images).at[0, 1].set(truth.images[0, 1])  # victim 0: one exact image
+    rec = rec.at[1, 0].set(jnp.nan)  # victim 1: one NaN image (the matching must still end)
+    scores = metrics.score(_result(rec, truth.labels), truth)
+    np.testing.assert_array_equal(scores.diverged, [False, True])
+    self.assertTrue(np.isfinite(scores.psnr[0]))
+    noisy_psnr = float(metrics.psnr(rec[0, 0], truth.images[0, 0]))
+    self.assertAlmostEqual(float(scores.psnr[0]), (noisy_psnr + metrics.PSNR_CAP) / 2, places=3)
+    self.assertTrue(np.isnan(scores.psnr[1]))
+
+  def test_summary_of_hand_made_scores_counts_nan_as_diverged(self):
+    scores = Scores(mse=np.array([0.1, 0.1]), psnr=np.array([10.0, np.nan]),
+                    ssim=np.array([0.2, 0.2]), label_correct=np.ones(2),
+                    diverged=np.zeros(2, bool), iterations=np.zeros(2), loss=np.zeros(2),
+                    mse_trace=())
+    s = metrics.summary(scores, 0.0)
+    self.assertEqual((s['mean_psnr'], s['num_scored'], s['num_diverged']), (10.0, 1, 1))
 
 
 if __name__ == '__main__':

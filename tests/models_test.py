@@ -9,15 +9,18 @@ model's initialisers would cost more than the forward passes themselves.
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
 import jax
 import jax.numpy as jnp
+import flax.linen as nn
 import numpy as np
 
 from dlg_jax import models
+from dlg_jax.errors import ConfigError
 from dlg_jax.models import layers
 
 _SAVED_OPTIMIZATIONS_FLAG = None
@@ -303,6 +306,34 @@ class BuildTest(absltest.TestCase):
       with self.subTest(case), self.assertRaisesRegex(ValueError, message):
         models.build({'name': 'resnet18', 'width': 16, 'options': text} if case == 'given twice'
                      else {'name': 'resnet18', 'options': text}, (32, 32, 3), 10)
+
+  def test_too_small_an_input_names_data_size_and_the_smallest_that_works(self):
+    # LeNet-5's valid convolutions and pools: a zero fan-in while tracing (the
+    # ZeroDivisionError traceback the check replaces).
+    with self.assertRaisesRegex(ConfigError, r"model 'lenet5' cannot take data.size=13 .*"
+                                'ZeroDivisionError.*The smallest size it takes is 16'):
+      models.build({'name': 'lenet5'}, (13, 13, 3), 10)
+    self.assertEqual(models.build({'name': 'lenet5'}, (16, 16, 3), 10).input_shape, (16, 16, 3))
+    # DenseNet's average pools: an empty array and NaN logits, no error at all.
+    tiny = {'name': 'densenet121', 'block_sizes': (1, 1, 1, 1)}
+    with self.assertRaisesRegex(ConfigError, r"'densenet121' cannot take data.size=16 .*shape "
+                                r'\(1, 0, 0, .*The smallest size it takes is 29'):
+      models.build(tiny, (16, 16, 3), 10)
+    models.build(tiny, (29, 29, 3), 10)
+
+  def test_a_model_that_fails_at_every_size_keeps_its_error(self):
+
+    class Broken(nn.Module):
+      num_classes: int = 10
+
+      @nn.compact
+      def __call__(self, x, train=False):
+        raise TypeError('a bug, not a size problem')
+
+    with mock.patch.dict(models.MODELS, {'broken': Broken}):
+      with self.assertRaisesRegex(TypeError, 'a bug') as cm:
+        models.build({'name': 'broken'}, (32, 32, 3), 10)
+    self.assertNotIsInstance(cm.exception, ConfigError)
 
   def test_registry_values_are_dataclass_modules(self):
     # `build` validates options with dataclasses.fields, so no partials.

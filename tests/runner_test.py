@@ -87,7 +87,7 @@ class ChunkedRunTest(absltest.TestCase):
       with self.assertRaises(Interrupted):
         runner.run(tiny_config(2), workdir)
     self.assertEqual(sorted(os.listdir(os.path.join(workdir, 'chunks'))),
-                     ['chunk_0000000_0000002.npz'])
+                     ['chunk_0000000_0000002.npz', 'manifest.json'])
     self.assertFalse(os.path.exists(os.path.join(workdir, 'metrics.json')))
 
     calls.clear()

@@ -2,16 +2,20 @@
 
 import os
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import chex
 import jax
 import jax.numpy as jnp
+import msgpack
+import numpy as np
 
 from dlg_jax import data
 from dlg_jax import models
 from dlg_jax import weights
 from dlg_jax.client import gradients
+from dlg_jax.errors import ConfigError
 
 SIZE, CLASSES = 16, 16
 
@@ -45,6 +49,48 @@ class WeightsTest(absltest.TestCase):
       weights.check({'source': 'pretrained'})
     with self.assertRaisesRegex(ValueError, 'model_init.steps'):
       weights.check({'source': 'train', 'steps': 0})
+
+  def test_bad_checkpoints_end_in_one_line_naming_the_path(self):
+    model = models.build({'name': 'lenet'}, (SIZE, SIZE, 3), CLASSES)
+    variables = model.init(jax.random.key(3))
+    kernel = ('params', 'Conv_0', 'kernel')
+    cases = {
+        'nan': (None, r'holds NaN or infinite weights \(1 arrays, e\.g\. params/Conv_0/kernel\); '
+                      'the checkpoint is corrupt'),
+        'empty': (b'', 'is not a checkpoint written by dlg_jax.weights.save'),
+        'random_bytes': (np.random.default_rng(0).bytes(256),
+                         'is not a checkpoint written by dlg_jax.weights.save'),
+        'not_a_dict': (msgpack.packb(3), "does not hold this model's variables: it lacks"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+      for case, (blob, message) in cases.items():
+        with self.subTest(case):
+          path = os.path.join(tmp, f'{case}.msgpack')
+          if blob is None:
+            poisoned = jax.tree_util.tree_map_with_path(
+                lambda p, leaf: leaf.at[0].set(jnp.nan)
+                if tuple(k.key for k in p) == kernel else leaf, variables)
+            weights.save(path, poisoned)
+          else:
+            with open(path, 'wb') as f:
+              f.write(blob)
+          with self.assertRaisesRegex(ConfigError, message) as cm:
+            weights.initial({'source': 'checkpoint', 'path': path}, model, jax.random.key(0), None)
+          self.assertIn(f'model_init.path={path!r}', str(cm.exception))
+          self.assertNotIn('\n', str(cm.exception))
+
+  def test_diverged_training_is_refused(self):
+    model = models.build({'name': 'lenet'}, (SIZE, SIZE, 3), CLASSES)
+    diverged = jax.tree.map(lambda leaf: jnp.full_like(leaf, jnp.inf),
+                            model.init(jax.random.key(0)))
+    with mock.patch.object(weights.training, 'train',
+                           return_value=(diverged, {'loss': [float('nan')]})):
+      with self.assertRaisesRegex(ConfigError, 'model_init.source="train" diverged: after 5 Adam '
+                                  'steps at model_init.lr=100.0 the weights hold NaN or Inf.*lower '
+                                  'model_init.lr'):
+        weights.initial({'source': 'train', 'steps': 5, 'lr': 100.0, 'batch_size': 2}, model,
+                        jax.random.key(0), data.load({'name': 'photos', 'size': SIZE,
+                                                      'channels': 3}, 2))
 
   def test_random_source_is_the_plain_init(self):
     model = models.build({'name': 'lenet'}, (SIZE, SIZE, 3), CLASSES)

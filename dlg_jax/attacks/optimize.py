@@ -332,9 +332,11 @@ Step = Callable[[LaneState, PyTree, PyTree], tuple[LaneState, jax.Array]]
 
 
 def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
-  """A jitted `chunk(state, aux, shared)` running `chunk_size` iterations of every lane.
+  """A jitted `chunk(state, aux, shared, length=chunk_size)` running `length` iterations.
 
-  Returns the new state and the loss trace, shaped (V, R, chunk_size).
+  Returns the new state and the loss trace, shaped (V, R, length). `length`
+  is static: a run's last, shorter chunk (steps not a multiple of the chunk)
+  compiles one more program instead of running past `steps`.
 
   `block_victims` > 0 runs the victims in blocks of that many, one block
   after the other (`lax.map` with `batch_size`), each block vmapped and
@@ -345,19 +347,19 @@ def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
   """
   over_restarts = jax.vmap(step, in_axes=(0, None, None))
 
-  def one_victim(state, aux, shared):
-    state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux, shared), state,
-                                length=chunk_size)
-    return state, jnp.moveaxis(trace, 0, -1)
+  def chunk(state, aux, shared, length=chunk_size):
+    def one_victim(state, aux, shared):
+      state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux, shared), state,
+                                  length=length)
+      return state, jnp.moveaxis(trace, 0, -1)
 
-  def chunk(state, aux, shared):
     num_victims = jax.tree.leaves(state.loss)[0].shape[0]
     if 0 < block_victims < num_victims:
       return jax.lax.map(lambda sa: one_victim(*sa, shared), (state, aux),
                          batch_size=block_victims)
     return jax.vmap(one_victim, in_axes=(0, 0, None))(state, aux, shared)
 
-  return jax.jit(chunk, donate_argnums=(0,))
+  return jax.jit(chunk, donate_argnums=(0,), static_argnames=('length',))
 
 
 class LoopResult(NamedTuple):
@@ -392,8 +394,9 @@ def run(chunk_fn: Step, state: LaneState, aux: PyTree, shared: PyTree, *, steps:
   traces, snapshots = [], [(0, snapshot(take_restart(kept(state)[0], best_restart(state))))]
   done_iters = 0
   while done_iters < steps:
-    state, trace = chunk_fn(state, aux, shared)
-    done_iters += chunk_size
+    length = min(chunk_size, steps - done_iters)
+    state, trace = chunk_fn(state, aux, shared, length=length)
+    done_iters += length
     traces.append(np.asarray(trace))
     best = best_restart(state)
     snapshots.append((done_iters, snapshot(take_restart(kept(state)[0], best))))

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -224,11 +226,115 @@ def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
           num_classes: int) -> Model:
   """Builds `config.name` with its arguments (`module_arguments`).
 
+  The input shape is tried first by tracing the model's init (shapes only,
+  nothing computed), so that a model too small for its input fails here.
+
   Raises:
-    ValueError: as `module_arguments`.
+    ValueError: as `module_arguments`; a ConfigError naming data.size and the
+      smallest size that works when the model cannot take `input_shape`.
   """
   name, config = module_arguments(config)
   cls = MODELS[name]
   module = cls(num_classes=num_classes, **config)
-  return Model(name=name, module=module, input_shape=tuple(input_shape),
-               num_classes=num_classes)
+  input_shape = tuple(int(s) for s in input_shape)
+  _check_input_size(name, module, input_shape)
+  return Model(name=name, module=module, input_shape=input_shape, num_classes=num_classes)
+
+
+# Sizes tried when looking for the smallest input a model takes: past this a
+# model that still fails has a bug, not a size problem.
+_LARGEST_TRIAL = 4096
+
+# What tracing a model on too small an input raises: a zero fan-in in an
+# initialiser (ZeroDivisionError), a window larger than its input (TypeError,
+# ValueError from lax), flax's own shape errors.
+_SHAPE_ERRORS = (ZeroDivisionError, TypeError, ValueError, flax.errors.FlaxError)
+
+
+def _check_input_size(name: str, module: nn.Module, input_shape: tuple[int, int, int]) -> None:
+  """Raises a ConfigError naming data.size when `module` cannot take `input_shape`."""
+  height, width, _ = input_shape
+  problem = _size_problem(module, input_shape)
+  if problem is None:
+    return
+  smallest = _smallest_size(module, input_shape)
+  if smallest is None:
+    # No size works: a bug in the model, not the input; trace again, uncaught.
+    _trace_init(module, input_shape)
+    return
+  raise ConfigError(f'model {name!r} cannot take data.size={height} ({height}×{width} inputs): '
+                    f'its layers shrink the image to nothing ({problem}). The smallest size it '
+                    f'takes is {smallest}; set data.size to {smallest} or more.')
+
+
+def _trace_init(module: nn.Module, input_shape: tuple[int, ...]) -> Any:
+  """The jaxpr of `module`'s init on one input: shapes only, no computation."""
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  return jax.make_jaxpr(lambda xx: module.init(jax.random.key(0), xx, train=False))(x).jaxpr
+
+
+def _size_problem(module: nn.Module, input_shape: tuple[int, ...]) -> str | None:
+  """Why `module` cannot take one input of `input_shape`; None when it can.
+
+  Too small an input shows in one of two ways: an error while tracing, or,
+  silently, an intermediate array with a zero-length axis (a pooling window
+  larger than its input, whose mean is then NaN: DenseNet below 32 pixels).
+  The answer is cached per (module, shape) since builds repeat.
+  """
+  try:
+    hash(module)
+  except TypeError:  # a field holds a list: no caching
+    return _uncached_size_problem(module, input_shape)
+  return _cached_size_problem(module, input_shape)
+
+
+def _uncached_size_problem(module: nn.Module, input_shape: tuple[int, ...]) -> str | None:
+  try:
+    jaxpr = _trace_init(module, input_shape)
+  except ConfigError:
+    # The model's own check (ViT's patch size, an unknown ResNet stem) says
+    # what to change; `init` raises it as it always has.
+    return None
+  except _SHAPE_ERRORS as e:
+    return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+  empty = next(_empty_arrays(jaxpr), None)
+  return None if empty is None else f'{empty[0]} gives an array of shape {empty[1]}'
+
+
+_cached_size_problem = functools.lru_cache(maxsize=256)(_uncached_size_problem)
+
+
+def _empty_arrays(jaxpr: Any):
+  """(primitive, shape) of every zero-sized array the jaxpr makes, nested ones included."""
+  for eqn in jaxpr.eqns:
+    for var in eqn.outvars:
+      shape = getattr(var.aval, 'shape', ())
+      if 0 in shape:
+        yield eqn.primitive.name, shape
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (tuple, list)) else (param,):
+        sub = getattr(sub, 'jaxpr', sub)  # a ClosedJaxpr wraps its Jaxpr
+        if hasattr(sub, 'eqns'):
+          yield from _empty_arrays(sub)
+
+
+def _smallest_size(module: nn.Module, input_shape: tuple[int, int, int]) -> int | None:
+  """The smallest square size above `input_shape`'s that `module` takes.
+
+  Doubles until a size works, then bisects: a model that takes a size takes
+  every larger one, as windows and strides only shrink images. None when
+  nothing up to `_LARGEST_TRIAL` works.
+  """
+  low, channels = max(input_shape[:2]), input_shape[2]
+  high = max(2 * low, 1)
+  while _size_problem(module, (high, high, channels)) is not None:
+    low, high = high, 2 * high
+    if high > _LARGEST_TRIAL:
+      return None
+  while high - low > 1:
+    middle = (low + high) // 2
+    if _size_problem(module, (middle, middle, channels)) is None:
+      high = middle
+    else:
+      low = middle
+  return high
