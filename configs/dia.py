@@ -12,7 +12,7 @@ signed Adam lr 0.1, [0, 1] clamps, ReduceLROnPlateau (800), early stop (4000).
   python launch.py --config=configs/dia.py:smoke --workdir=runs/smoke
 
 Threat model: untrained weights, labels recovered by iDLG (batch size 1), masks unknown.
-Measured 2026-11-26: 4 photos, DIA mean MSE 6.9e-5 (43.3 dB) in 3 min 0 s on 2 CPU cores.
+Measured 2026-12-03 (34a2141): 4 photos, DIA mean MSE 8.0e-5 (41.38 dB) in 4 min 18 s on 2 CPU cores.
 More (IG, WIIG, the ViT): docs/results/dropout_dia.md.
 """
 

@@ -10,7 +10,7 @@ loss goes on to 4,000 (the attacker sees that loss, never the truth).
   bash benchmarks/two_cores.sh W --config=configs/dlg.py --config.run.chunk_victims=8  # 2 cores
 
 Threat model: labels private (optimised with the image), random weights, FedSGD.
-Measured 2026-11-26: 15/16 victims ≥ 30 dB, mean 45.05 dB, 3 min 32 s on a quiet 2-core CPU.
+Measured 2026-12-03 (34a2141): 16/16 victims ≥ 30 dB, mean 49.53 dB, 2 min 52 s on the 2-core CPU.
 More (LFW faces, ablations, timings): docs/results/dlg_idlg.md.
 """
 
