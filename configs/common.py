@@ -66,6 +66,9 @@ def base() -> ml_collections.ConfigDict:
   # process per core with run.distributed is the fastest way to use a small
   # CPU machine (parallel.pin_cpu_cores; benchmarks/two_cores.sh).
   config.run.cpu_cores = ''
+  # JAX's persistent compilation cache, so that a second run of a config
+  # compiles nothing ('': off; JAX_COMPILATION_CACHE_DIR, if set, wins).
+  config.run.compilation_cache = '~/.cache/dlg_jax/xla'
 
   # iDLG with its defaults, every field it reads (the fields and what they
   # mean: dlg_jax/attacks/registry.py, dlg.py, solvers.py).

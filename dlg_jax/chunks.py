@@ -36,7 +36,7 @@ from dlg_jax.types import AttackResult, Private, Scores
 # results at float-rounding level only (as the device count can, see
 # parallel.rounds); the processes of one run pin different cores.
 _EXECUTION_FIELDS = ('resume', 'distributed', 'coordinator_address', 'num_processes',
-                     'process_id', 'cpu_cores')
+                     'process_id', 'cpu_cores', 'compilation_cache')
 
 
 class Chunk(NamedTuple):
@@ -199,6 +199,8 @@ def save(file: str, *, fingerprint_: str, victim_ids: np.ndarray, truth: Private
       evaluations=np.asarray(result.evaluations), diverged=np.asarray(result.diverged),
       loss_trace=trace, mse=scores.mse, psnr=scores.psnr, ssim=scores.ssim,
       label_correct=scores.label_correct, snapshot_iterations=its, mse_trace=mse_trace)
+  if scores.exact_recovered is not None:
+    arrays.update(exact_recovered=scores.exact_recovered, exact_recall=scores.exact_recall)
   tmp = file + '.tmp'
   with open(tmp, 'wb') as f:
     np.savez(f, **arrays)
@@ -269,5 +271,8 @@ def merge(parts: list[dict[str, np.ndarray]]) -> tuple[AttackResult, Private, Sc
                   label_correct=cat('label_correct'), diverged=cat('diverged'),
                   iterations=cat('iterations'), loss=cat('loss'),
                   mse_trace=_merge_mse_trace(parts))
+  if all('exact_recovered' in p for p in parts):  # chunk files from before lack them
+    scores = scores._replace(exact_recovered=cat('exact_recovered'),
+                             exact_recall=cat('exact_recall'))
   seconds = float(sum(float(p['seconds']) for p in parts))
   return result, truth, scores, seconds

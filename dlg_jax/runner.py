@@ -90,6 +90,28 @@ def _chunk_progress(exp: experiment.Experiment, num_victims: int, mesh, device_v
   return bar, for_round
 
 
+def use_compilation_cache(folder: str) -> str:
+  """Turns on JAX's persistent compilation cache in `folder` ('' leaves it off).
+
+  A cache already chosen (JAX_COMPILATION_CACHE_DIR, or a test's setting)
+  wins. Returns the folder in use ('' for none).
+  """
+  chosen = jax.config.jax_compilation_cache_dir
+  if chosen or not folder:
+    return chosen or ''
+  folder = os.path.expanduser(folder)
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f'run.compilation_cache={folder!r} cannot be created ({e.strerror}); '
+                      'give a writable folder, or "" to turn the cache off.') from None
+  jax.config.update('jax_compilation_cache_dir', folder)
+  # Every attack program is worth keeping: the small ones compile in seconds
+  # and run in milliseconds, so compiling is most of a short run.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+  return folder
+
+
 def check_workdir(workdir: str) -> None:
   """Refuses a workdir that is a file, lies under a file, or cannot be created or written."""
   path = os.path.abspath(workdir)
@@ -144,6 +166,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
   run_cfg = dict(cfg.get('run', {}))
   parallel.pin_cpu_cores(run_cfg.get('cpu_cores', ''))
   parallel.initialize_distributed(run_cfg)
+  use_compilation_cache(str(run_cfg.get('compilation_cache', '')))
   lead = jax.process_index() == 0
 
   exp = experiment.setup(cfg)

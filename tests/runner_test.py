@@ -166,6 +166,16 @@ np.savez(sys.argv[2], **out)
 '''
 
 
+class CompilationCacheTest(absltest.TestCase):
+
+  def test_a_cache_already_chosen_wins_and_empty_means_off(self):
+    chosen = jax.config.jax_compilation_cache_dir  # the test session's (conftest.py)
+    self.assertTrue(chosen)
+    self.assertEqual(runner.use_compilation_cache('~/elsewhere'), chosen)
+    self.assertEqual(jax.config.jax_compilation_cache_dir, chosen)
+    self.assertEqual(idlg_config.get_config().run.compilation_cache, '~/.cache/dlg_jax/xla')
+
+
 class PinCoresTest(absltest.TestCase):
   """run.cpu_cores: parsed, checked against the usable cores, applied only before JAX starts."""
 
