@@ -67,7 +67,7 @@ class InProcessSmokeTest(absltest.TestCase):
       with open(os.path.join(tmp, 'config.json')) as f:
         config = json.load(f)
       self.assertEqual((config['attack']['name'], config['attack']['labels'],
-                        config['client']['train']), ('ig', 'idlg', True))
+                        config['client']['train']), ('ig', 'idlg', False))
 
 
   def test_ig_lenet_variant_is_a_valid_ig_config(self):
@@ -88,14 +88,16 @@ class InProcessSmokeTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, r"has no option\(s\) \['widht'\]"):
       experiment.check(config)
 
-  def test_ig_eval_variant_switches_both_sides_to_running_statistics(self):
+  def test_ig_defaults_to_running_statistics_on_both_sides(self):
     # A client in eval mode attacked by a train-mode attacker (or the reverse)
-    # would be a third threat model; ':eval' must switch both, on ResNet-18.
-    config = ig_config.get_config('eval')
-    inverting.check_config(config.attack)
-    self.assertEqual((config.model.name, config.client.train, config.attack.train),
-                     ('resnet18', False, False))
-    with self.assertRaisesRegex(ValueError, '":lenet", ":eval"'):
+    # would be a third threat model; the default (Geiping et al.'s) and
+    # ':train' must each switch both sides, on ResNet-18.
+    for arg, mode in ((None, False), ('eval', False), ('train', True)):
+      config = ig_config.get_config(arg)
+      inverting.check_config(config.attack)
+      self.assertEqual((config.model.name, config.client.train, config.attack.train),
+                       ('resnet18', mode, mode), arg)
+    with self.assertRaisesRegex(ValueError, '":lenet", ":train"'):
       ig_config.get_config('evals')
 
 
