@@ -80,7 +80,7 @@ class ReliabilityTest(absltest.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp()
     cls.done = os.path.join(cls.tmp, 'done')  # a finished iDLG run, chunks of one victim
-    proc = launch(cls.done, '--config.run.chunk_victims=1')
+    proc = launch(cls.done, '--config.run.chunk_victims=1', victims=4)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cls.files = snapshot(cls.done)
 
@@ -96,7 +96,7 @@ class ReliabilityTest(absltest.TestCase):
 
   def test_refused_rerun_changes_nothing(self):
     workdir = self.copy_of_done('refused')
-    proc = launch(workdir, '--config.run.chunk_victims=1', config='configs/dlg.py:smoke')
+    proc = launch(workdir, '--config.run.chunk_victims=1', config='configs/dlg.py:smoke', victims=4)
     self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
     self.assertStartsWith(error_line(proc), 'error: ')
     self.assertIn("attack.name: 'idlg' → 'dlg'", error_line(proc))
@@ -118,25 +118,24 @@ class ReliabilityTest(absltest.TestCase):
     self.assertEqual(snapshot(workdir), before)
 
   def test_damaged_chunks_are_named_and_redone(self):
-    for damage in ('truncated', 'empty', 'another chunk'):
-      with self.subTest(damage):
-        workdir = self.copy_of_done(damage.replace(' ', '_'))
-        first = os.path.join(workdir, 'chunks', 'chunk_0000000_0000001.npz')
-        second = os.path.join(workdir, 'chunks', 'chunk_0000001_0000002.npz')
-        if damage == 'another chunk':
-          shutil.copy(first, second)
-        else:
-          with open(second, 'r+b') as f:
-            f.truncate(0 if damage == 'empty' else os.path.getsize(second) // 2)
-        os.remove(os.path.join(workdir, 'metrics.json'))
-        proc = launch(workdir, '--config.run.chunk_victims=1')
-        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
-        self.assertIn('chunk_0000001_0000002.npz', proc.stderr)
-        self.assertIn('recomputed', proc.stderr)
-        self.assertTrue(os.path.exists(second + '.damaged'))
-        for name in ('reconstructions.npz', 'chunks/chunk_0000001_0000002.npz'):
-          self.assertEqual(arrays_digest(os.path.join(workdir, name)),
-                           arrays_digest(os.path.join(self.done, name)), name)
+    # One rerun meets all three kinds of damage, one chunk each.
+    workdir = self.copy_of_done('damaged')
+    chunk = lambda i: os.path.join(workdir, 'chunks', f'chunk_{i:07d}_{i + 1:07d}.npz')
+    with open(chunk(1), 'r+b') as f:
+      f.truncate(os.path.getsize(chunk(1)) // 2)
+    with open(chunk(2), 'r+b') as f:
+      f.truncate(0)
+    shutil.copy(chunk(0), chunk(3))  # another chunk's victims under this name
+    os.remove(os.path.join(workdir, 'metrics.json'))
+    proc = launch(workdir, '--config.run.chunk_victims=1', victims=4)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    for i in (1, 2, 3):
+      self.assertIn(f'{os.path.basename(chunk(i))} ', proc.stderr)
+      self.assertTrue(os.path.exists(chunk(i) + '.damaged'), i)
+    self.assertEqual(proc.stderr.count('recomputed'), 3, proc.stderr[-3000:])
+    for name in ['reconstructions.npz'] + [os.path.relpath(chunk(i), workdir) for i in range(4)]:
+      self.assertEqual(arrays_digest(os.path.join(workdir, name)),
+                       arrays_digest(os.path.join(self.done, name)), name)
 
   def test_runs_exactly_the_steps_asked(self):
     workdir = os.path.join(self.tmp, 'steps')
