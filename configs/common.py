@@ -7,6 +7,7 @@ from typing import Any
 
 import ml_collections
 
+from dlg_jax import server
 from dlg_jax import weights
 from dlg_jax.attacks import registry
 from dlg_jax.client import simulate
@@ -44,6 +45,9 @@ def base() -> ml_collections.ConfigDict:
   config.model_init = ml_collections.ConfigDict(copy.deepcopy(weights.DEFAULTS))
   # The client's round and defenses: dlg_jax/client/simulate.py DEFAULTS.
   config.client = ml_collections.ConfigDict(copy.deepcopy(simulate.DEFAULTS))
+  # The model the server sends: honest (unchanged) or malicious, e.g. an
+  # imprint block in front of it (dlg_jax/server/__init__.py DEFAULTS).
+  config.server = ml_collections.ConfigDict(copy.deepcopy(server.DEFAULTS))
 
   # How the victims are executed. With device_victims > 0 neither chunk_victims
   # nor the number of devices changes a victim's result (bitwise); with 0 they
@@ -98,6 +102,8 @@ def apply_arg(config: ml_collections.ConfigDict, arg: str | None) -> ml_collecti
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks a config to a seconds-long run (tests, CI)."""
   config.data.num_victims = 2
+  if 'steps' not in config.attack:  # a closed-form attack: nothing to shorten
+    return config
   config.attack.steps = 20
   config.attack.chunk = 10
   config.attack.restarts = 2

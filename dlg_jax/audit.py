@@ -104,7 +104,8 @@ def audit(model: Model | nn.Module, variables: PyTree | str, images: np.ndarray,
   client_cfg = {**simulate.DEFAULTS, **dict(client or {})}
   experiment.check_client(client_cfg)
   attack_cfg = _attack_config(attack)
-  truth = _victims(images, labels, int(client_cfg['batch_size']))
+  # A victim's images: each of its `users` users holds a batch (client.users).
+  truth = _victims(images, labels, int(client_cfg['batch_size']) * int(client_cfg['users']))
   if not isinstance(model, Model):
     classes = num_classes or getattr(model, 'num_classes', None) or int(truth.labels.max()) + 1
     model = wrap(model, truth.images.shape[2:], classes)
@@ -115,7 +116,7 @@ def audit(model: Model | nn.Module, variables: PyTree | str, images: np.ndarray,
   names = tuple(names) if names is not None else tuple(f'image{i}' for i in range(count))
   exp = experiment.Experiment(
       model=model, variables=variables, truth=truth,
-      names=experiment.victim_names(names, len(truth.labels), int(client_cfg['batch_size'])),
+      names=experiment.victim_names(names, len(truth.labels), truth.labels.shape[1]),
       client=client_cfg, attack=attack_cfg, k_client=k_client, k_attack=k_attack)
   out = experiment.attack_victims(exp, device_victims=device_victims)
   summary = {**metrics.summary(out.scores, out.seconds),

@@ -59,6 +59,7 @@ def plan(num_victims: int, chunk_victims: int) -> list[Chunk]:
 # Fields added after runs were saved, left out at the value that reproduces
 # those runs, so that their chunk files still match.
 _NEUTRAL = {'device_victims': 0}
+_NEUTRAL_CLIENT = {'users': 1}
 
 
 # Settings that name input files or folders: their contents enter the fingerprint.
@@ -104,6 +105,11 @@ def provenance(config: Mapping[str, Any]) -> dict[str, Any]:
   cfg = dict(config)
   cfg['run'] = {k: v for k, v in dict(cfg.get('run', {})).items()
                 if k not in _EXECUTION_FIELDS and not (k in _NEUTRAL and v == _NEUTRAL[k])}
+  if 'client' in cfg:
+    cfg['client'] = {k: v for k, v in dict(cfg['client']).items()
+                     if not (k in _NEUTRAL_CLIENT and v == _NEUTRAL_CLIENT[k])}
+  if dict(cfg.get('server') or {}).get('name', 'honest') == 'honest':
+    cfg.pop('server', None)  # an honest server changes nothing (server/__init__.py)
   inputs = {}
   for section, field in INPUT_FIELDS:
     value = dict(cfg.get(section, {}) or {}).get(field) or ''

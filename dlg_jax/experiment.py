@@ -30,6 +30,7 @@ from dlg_jax import metrics
 from dlg_jax import models
 from dlg_jax import parallel
 from dlg_jax import preprocess
+from dlg_jax import server as server_lib
 from dlg_jax import weights
 from dlg_jax.attacks import registry
 from dlg_jax.client import accounting
@@ -77,6 +78,7 @@ def _positive(section: str, field: str, value: Any) -> None:
 def check_client(client: Mapping[str, Any]) -> None:
   """The client's protocol, defenses and accounting; no computation."""
   _positive('client', 'batch_size', client['batch_size'])
+  _positive('client', 'users', client.get('users', 1))
   protocol_lib.from_config(client)
   defenses_lib.build(list(client.get('defenses', [])))
   accounting.experiment_privacy(client)
@@ -99,6 +101,15 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
   data_lib.check_name(cfg['data']['name'])
   _positive('data', 'num_victims', cfg['data']['num_victims'])
   check_client(cfg['client'])
+  cfg['server'] = server_lib.check(cfg.get('server'), cfg['data'])
+  users, name = cfg['client'].get('users', 1), cfg['attack']['name']
+  if users > 1 and name not in AGGREGATE_ATTACKS:
+    raise ConfigError(f'client.users={users}: the server sees the sum of {users} users\' '
+                      f'updates, which attack.name={name!r} does not read; use one of '
+                      f'{AGGREGATE_ATTACKS} or client.users=1.')
+  if name in MALICIOUS_ATTACKS and cfg['server']['name'] != MALICIOUS_ATTACKS[name]:
+    raise ConfigError(f'attack.name={name!r} reads the block a malicious server planted; set '
+                      f'server.name={MALICIOUS_ATTACKS[name]!r}.')
   if cfg['attack'].get('labels') == 'known' and not cfg['client'].get('reveal_labels'):
     raise ConfigError('attack.labels="known" but the client keeps its labels private; set '
                       'client.reveal_labels=True or use attack.labels="idlg".')
@@ -108,6 +119,12 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
       raise ConfigError(f'run.{field} must be an integer >= 0 (0: {zero}), got {value!r}.')
   return cfg
+
+
+# Attacks that read the sum of several users' updates (client.users > 1).
+AGGREGATE_ATTACKS = ('imprint',)
+# Attacks that need a malicious server, and which one.
+MALICIOUS_ATTACKS = {'imprint': 'imprint'}
 
 
 def victim_names(dataset_names: tuple[str, ...], num_victims: int, batch: int) -> tuple:
@@ -128,7 +145,9 @@ def setup(config: Mapping[str, Any]) -> Experiment:
   """
   cfg = check(config)
   data_cfg, client_cfg = cfg['data'], cfg['client']
-  num_victims, batch = data_cfg['num_victims'], client_cfg['batch_size']
+  # Images per victim: each of its `users` users holds a batch (client.users).
+  num_victims = data_cfg['num_victims']
+  batch = client_cfg['batch_size'] * client_cfg.get('users', 1)
   k_model, k_client, k_attack = jax.random.split(jax.random.key(cfg['seed']), 3)
 
   dataset = data_lib.load(data_cfg, num_victims * batch)
@@ -140,6 +159,9 @@ def setup(config: Mapping[str, Any]) -> Experiment:
   model = models.build(cfg['model'], input_shape=shape, num_classes=num_classes)
   model = preprocess.normalized(model, preprocess.from_config(data_cfg, shape[-1]))
   variables = weights.initial(cfg.get('model_init', {}), model, k_model, dataset)
+  # What a malicious server sends instead (its own key: the honest keys stay as they were).
+  model, variables = server_lib.prepare(cfg['server'], data_cfg, model, variables,
+                                        jax.random.fold_in(jax.random.key(cfg['seed']), 7))
   truth = Private(dataset.images.reshape(num_victims, batch, *shape),
                   dataset.labels.reshape(num_victims, batch))
   return Experiment(model=model, variables=variables, truth=truth,

@@ -19,7 +19,9 @@ import json
 import os
 from typing import Any, Iterable, Mapping
 
+from dlg_jax import metrics
 from dlg_jax import report
+from dlg_jax import server as server_lib
 
 _MAX_VICTIM_ROWS = 200  # the rest is in metrics.json
 
@@ -27,6 +29,7 @@ _LABEL_MODES = {
     'optimize': 'optimises dummy labels jointly with the images (DLG)',
     'idlg': "reads each label off the output layer's gradient (iDLG rule)",
     'known': 'is given the true labels (the client reveals them)',
+    'none': 'does not recover labels (label accuracy is no claim)',
 }
 
 _CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -77,6 +80,8 @@ def threat_model(config: Mapping[str, Any]) -> list[Html]:
   source = weights.get('source', 'random')
   origin = {'random': 'randomly initialised', 'checkpoint': 'loaded from a checkpoint',
             'train': f'trained for {weights.get("steps")} steps first'}.get(source, source)
+  users = (fill(', summed over {} users each with its own batch (secure aggregation)',
+                client['users']) if client.get('users', 1) > 1 else '')
   reveal = []
   if client.get('reveal_labels'):
     reveal.append('its labels')
@@ -91,12 +96,16 @@ def threat_model(config: Mapping[str, Any]) -> list[Html]:
            '{} image(s) from <b>{}</b> ({}×{}×{}, pixels in [0, 1]{}) and sends {}.',
            data['num_victims'], model.get('name'), options, client['batch_size'], data['name'],
            data['size'], data['size'], data['channels'], normalize, what),
-      fill('The server (attacker) knows the model architecture and its weights ({}) and '
-           'receives that update{}; it never sees the private images.',
-           origin, ' and ' + ' and '.join(reveal) if reveal else ''),
+      fill('The server (attacker) {}; it knows the model architecture and its weights ({}) and '
+           'receives that update{}{}; it never sees the private images.',
+           server_lib.describe(dict(config.get('server') or {})), origin,
+           ' and ' + ' and '.join(reveal) if reveal else '', users),
       fill('Attack <b>{}</b>: it {}, {} iterations, {} restart(s) per victim; the restart with '
            'the lowest matching loss is kept (the attacker can see that loss, never the truth).',
-           attack['name'], labels, attack.get('steps'), attack.get('restarts', 1)),
+           attack['name'], labels, attack.get('steps'), attack.get('restarts', 1))
+      if 'steps' in attack else
+      fill('Attack <b>{}</b>: it {}; a closed form, read straight off the update with no '
+           'optimisation.', attack['name'], labels),
       fill('Scores compare each reconstruction with its private image in [0, 1] pixels (MSE, '
            'PSNR, SSIM) and the recovered labels with the true ones; a reconstruction with '
            'NaN/Inf pixels is a failure: no scores, counted as diverged, left out of the means.'),
@@ -140,10 +149,17 @@ def render(config: Mapping[str, Any], record: Mapping[str, Any], workdir: str) -
       [[s['num_victims'], scored, _fmt(s['mean_mse'], '.3e'), _fmt(s['mean_psnr'], '.2f'),
         _fmt(s['mean_ssim'], '.3f'), _fmt(s['label_accuracy'], '.3f'), s['num_diverged'],
         _fmt(s['seconds'], '.1f')]])
+  if 'exact_recall' in s:  # metrics.json files from before lack it
+    summary = join([summary, fill('<p>Exactly recovered (largest pixel error below {}): {} '
+                                  'images per victim on average, recall {}.</p>',
+                                  format(metrics.EXACT_TOLERANCE, 'g'),
+                                  _fmt(s['mean_exact_recovered'], '.2f'),
+                                  _fmt(s['exact_recall'], '.3f'))])
   victims = record['victims']
   rows = [[v['victim'], v['images'] if isinstance(v['images'], str) else ','.join(v['images']),
            _fmt(v['mse'], '.2e'), _fmt(v['psnr'], '.2f'), _fmt(v['ssim'], '.3f'),
-           _fmt(v['label_correct'], '.2f'), v['iterations'], v['diverged']]
+           _fmt(v['label_correct'], '.2f'), v['iterations'], v['diverged'],
+           _fmt(v.get('exact_recovered'), 'd')]
           for v in victims[:_MAX_VICTIM_ROWS]]
   more = (fill('<p>First {} of {} victims; all are in metrics.json.</p>', _MAX_VICTIM_ROWS,
                len(victims)) if len(victims) > _MAX_VICTIM_ROWS else '')
@@ -157,7 +173,8 @@ def render(config: Mapping[str, Any], record: Mapping[str, Any], workdir: str) -
       '<h2>Config</h2>\n<pre>{}</pre>\n</body></html>\n',
       title, Html(_CSS), title, join(fill('<p>{}</p>', line) for line in threat_model(config)),
       summary, png(os.path.join(workdir, 'grid.png')), png(os.path.join(workdir, 'curves.png')),
-      table(['victim', 'image', 'MSE', 'PSNR', 'SSIM', 'label', 'iterations', 'diverged'], rows,
+      table(['victim', 'image', 'MSE', 'PSNR', 'SSIM', 'label', 'iterations', 'diverged',
+             'exact'], rows,
             left=2), more, json.dumps(config, indent=2, default=repr))
 
 

@@ -16,6 +16,12 @@ A reconstruction with any non-finite pixel (or a non-finite MSE) is a
 failure, not a score: its MSE, PSNR and SSIM are NaN, it counts as diverged,
 and the summary's means leave it out and say over how many victims they are
 taken (`summary`). Only an exact reconstruction has an infinite PSNR.
+
+Exact recovery: after the matching, an image counts as recovered exactly when
+its largest absolute pixel error is below `EXACT_TOLERANCE` (1e-3, well under
+one 8-bit grey level); each victim gets the count and the recall (count ÷
+batch size). This is the score of closed-form attacks (attacks/imprint.py),
+where a reconstruction is either the image or a mixture of several.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from dlg_jax.types import AttackResult, Private, Scores
 # What an exact reconstruction (MSE 0, PSNR +inf) counts as in a mean: it is
 # a real success, the best there is, but +inf would swamp every other victim.
 PSNR_CAP = 100.0
+
+# Largest absolute pixel error (pixels in [0, 1]) of an exactly recovered image.
+EXACT_TOLERANCE = 1e-3
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -53,11 +62,19 @@ def assignment(rec: jax.Array, true: jax.Array) -> jax.Array:
   """(V, B) index of the reconstruction matched to each true image.
 
   Minimises the summed per-pair MSE per victim (optax's Hungarian
-  algorithm); `rec[v, perm[v, j]]` is the partner of `true[v, j]`. Jitted:
+  algorithm), an exact pair (largest pixel error below `EXACT_TOLERANCE`)
+  counting as −1, so exact pairs are always kept; `rec[v, perm[v, j]]` is
+  the partner of `true[v, j]`. Jitted:
   run eagerly, the algorithm's while-loops were re-traced and compiled for
   every snapshot.
   """
-  cost = jnp.mean((true[:, :, None] - rec[:, None, :]) ** 2, axis=(-3, -2, -1))  # (V, true, rec)
+  diff = true[:, :, None] - rec[:, None, :]
+  cost = jnp.mean(diff ** 2, axis=(-3, -2, -1))  # (V, true, rec)
+  # An exact pair (`exact_count`) is certainly right: it goes first, or a
+  # blank reconstruction next to a dark image could win that image by MSE and
+  # leave its exact copy to another (a closed-form attack's padding does that).
+  exact = jnp.max(jnp.abs(diff), axis=(-3, -2, -1)) < EXACT_TOLERANCE
+  cost = jnp.where(exact, -1.0, cost)
   # A victim with a NaN/Inf image fails whatever the matching, but NaN costs
   # compare false and would pair its finite images at random: as the worst
   # finite cost, they still go to their best partners (for the grid).
@@ -113,6 +130,21 @@ def label_accuracy(recovered: jax.Array, true: jax.Array) -> np.ndarray:
   return (overlap / true.shape[1]).astype(np.float32)
 
 
+def exact_count(rec: jax.Array, true: jax.Array) -> np.ndarray:
+  """(V,) images of each victim recovered exactly, (V, B, H, W, C) already matched.
+
+  An image is exact when its largest absolute pixel error is below
+  `EXACT_TOLERANCE`; a non-finite pixel never is.
+
+  >>> true = np.zeros((1, 2, 1, 1, 1)); rec = true + np.array([0.0, 0.1])[None, :, None, None, None]
+  >>> exact_count(rec, true)
+  array([1])
+  """
+  error = np.abs(np.asarray(rec, np.float64) - np.asarray(true, np.float64))
+  worst = np.max(error.reshape(error.shape[0], error.shape[1], -1), axis=-1)
+  return np.sum(worst < EXACT_TOLERANCE, axis=1).astype(np.int64)  # NaN compares False
+
+
 def failed(rec: jax.Array, per_image_mse: jax.Array) -> np.ndarray:
   """(V,) True where a victim's reconstruction cannot be scored.
 
@@ -142,9 +174,10 @@ def score(result: AttackResult, truth: Private) -> Scores:
   per_image_psnr = np.asarray(psnr(flat(rec), flat(true)).reshape(v, b))
   per_image_ssim = np.asarray(ssim(flat(rec), flat(true)).reshape(v, b))
   bad = failed(rec, per_image_mse)
-  exact = per_image_mse == 0
-  capped = np.where(exact, PSNR_CAP, per_image_psnr)
-  victim_psnr = np.where(np.all(exact, axis=1), np.inf, np.mean(capped, axis=1))
+  identical = per_image_mse == 0
+  capped = np.where(identical, PSNR_CAP, per_image_psnr)
+  victim_psnr = np.where(np.all(identical, axis=1), np.inf, np.mean(capped, axis=1))
+  exact = exact_count(rec, true)
   nan_if_bad = lambda x: np.where(bad, np.nan, x).astype(np.float32)
   labels_ok = label_accuracy(result.labels, truth.labels)
   trace = tuple((it, np.asarray(jnp.mean(mse(jnp.asarray(snap), true), axis=1)))
@@ -158,6 +191,8 @@ def score(result: AttackResult, truth: Private) -> Scores:
       iterations=np.asarray(result.iterations),
       loss=np.asarray(result.loss),
       mse_trace=trace,
+      exact_recovered=exact,
+      exact_recall=(exact / b).astype(np.float32),
   )
 
 
@@ -182,7 +217,9 @@ def summary(scores: Scores, seconds: float) -> dict[str, float]:
   given an invented number, counts in `num_diverged`, and makes the means NaN
   (null in metrics.json) when no victim is left. An exact reconstruction is
   a real success and counts as `PSNR_CAP` (100 dB). Label accuracy does not
-  depend on the images and is taken over all `num_victims` victims.
+  depend on the images and is taken over all `num_victims` victims, and so
+  are `mean_exact_recovered` (exact images per batch, `exact_count`) and
+  `exact_recall` (exact images ÷ all images), when `scores` carries them.
 
   Example: one good, one exact and one all-NaN victim.
 
@@ -208,4 +245,18 @@ def summary(scores: Scores, seconds: float) -> dict[str, float]:
       'num_scored': int(np.sum(ok)),
       'num_diverged': int(np.sum(np.asarray(scores.diverged, bool) | ~ok)),
       'seconds': float(seconds),
+      **exact_summary(scores),
   }
+
+
+def exact_summary(scores: Scores) -> dict[str, float]:
+  """Mean exact images per victim and the recall over all images; {} without them.
+
+  >>> s = Scores(*[None] * 8, exact_recovered=np.array([3, 1]), exact_recall=np.array([.75, .25]))
+  >>> exact_summary(s)
+  {'mean_exact_recovered': 2.0, 'exact_recall': 0.5}
+  """
+  if scores.exact_recovered is None:
+    return {}
+  return {'mean_exact_recovered': float(np.mean(scores.exact_recovered)),
+          'exact_recall': float(np.mean(scores.exact_recall))}

@@ -83,6 +83,9 @@ def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
         'evaluations': int(np.asarray(result.evaluations)[v]),
         'matching_loss': float(scores.loss[v]),
     })
+    if scores.exact_recovered is not None:
+      records[-1].update(exact_recovered=int(scores.exact_recovered[v]),
+                         exact_recall=float(scores.exact_recall[v]))
   return records
 
 
@@ -96,15 +99,22 @@ def save_reconstructions(path: str, result: AttackResult, truth: Private) -> Non
   _atomic_write(path, write)
 
 
+# Images shown in grid.png at most (the first ones; all are in reconstructions.npz):
+# 100 batches of 64 would take matplotlib many minutes. 256 keeps every
+# earlier run's grid (the largest had 256 victims of one image) as it was.
+MAX_GRID_IMAGES = 256
+
+
 def save_grid(path: str, truth: np.ndarray, rec: np.ndarray, psnr: np.ndarray,
               max_columns: int = 16) -> None:
-  """Ground truth (top) above reconstruction (bottom), one column per image."""
+  """Ground truth (top) above reconstruction (bottom), one column per image (the first 256)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   truth = truth.reshape(-1, *truth.shape[2:])
   rec = rec.reshape(-1, *rec.shape[2:])
-  per_image_psnr = np.repeat(psnr, len(truth) // len(psnr))
+  per_image_psnr = np.repeat(psnr, len(truth) // len(psnr))[:MAX_GRID_IMAGES]
+  truth, rec = truth[:MAX_GRID_IMAGES], rec[:MAX_GRID_IMAGES]
   n = len(truth)
   cols = min(n, max_columns)
   rows = 2 * math.ceil(n / cols)
@@ -132,7 +142,8 @@ def save_curves(path: str, loss_trace: np.ndarray, mse_trace) -> None:
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
   for v in range(loss_trace.shape[0]):
     ax1.plot(np.arange(1, loss_trace.shape[1] + 1), loss_trace[v], lw=0.8)
-  ax1.set_yscale('log')
+  if np.any(np.asarray(loss_trace) > 0):  # a closed-form attack's zeros stay linear
+    ax1.set_yscale('log')
   ax1.set_xlabel('iteration')
   ax1.set_ylabel('gradient-matching loss')
   its = np.array([it for it, _ in mse_trace])
@@ -158,8 +169,8 @@ def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
   ...             [{'victim': 1, 'images': 'cat', 'mse': float('nan'), 'psnr': None,
   ...               'ssim': None, 'label_correct': 0.0, 'iterations': 5, 'diverged': True}])
   ...       )  # doctest: +NORMALIZE_WHITESPACE
-  victim image                           MSE    PSNR   SSIM label  iters diverged
-       1 cat                               —       —      —  0.00      5     True
+  victim image                           MSE    PSNR   SSIM label  iters diverged exact
+       1 cat                               —       —      —  0.00      5     True     —
   mean MSE 1.000e-02 | mean PSNR 20.00 dB | mean SSIM 0.500 (over 1/2 scored) | label acc 0.500 |
   diverged 1/2 | 3.0 s
   """
@@ -168,12 +179,13 @@ def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
     return '—' if missing else format(value, spec)
 
   lines = [f'{"victim":>6} {"image":<24} {"MSE":>10} {"PSNR":>7} {"SSIM":>6} '
-           f'{"label":>5} {"iters":>6} {"diverged":>8}']
+           f'{"label":>5} {"iters":>6} {"diverged":>8} {"exact":>5}']
   for r in records:
     name = r['images'] if isinstance(r['images'], str) else ','.join(r['images'])
     lines.append(f'{r["victim"]:>6} {name[:24]:<24} {_num(r["mse"], ".2e"):>10} '
                  f'{_num(r["psnr"], ".2f"):>7} {_num(r["ssim"], ".3f"):>6} '
-                 f'{r["label_correct"]:>5.2f} {r["iterations"]:>6} {str(r["diverged"]):>8}')
+                 f'{r["label_correct"]:>5.2f} {r["iterations"]:>6} {str(r["diverged"]):>8} '
+                 f'{_num(r.get("exact_recovered"), "d"):>5}')
   # metrics.json files written before `num_scored` existed averaged over all.
   num_scored = summary.get('num_scored', summary['num_victims'])
   lines.append(f'mean MSE {_num(summary["mean_mse"], ".3e")} | '
@@ -183,6 +195,10 @@ def table(summary: Mapping[str, Any], records: list[dict[str, Any]]) -> str:
                f'label acc {summary["label_accuracy"]:.3f} | '
                f'diverged {summary["num_diverged"]}/{summary["num_victims"]} | '
                f'{summary["seconds"]:.1f} s')
+  if 'exact_recall' in summary:  # metrics.json files from before lack it
+    lines.append(f'exactly recovered (max abs error < {metrics.EXACT_TOLERANCE:g}): '
+                 f'{summary["mean_exact_recovered"]:.2f} images per victim | '
+                 f'recall {summary["exact_recall"]:.3f}')
   return '\n'.join(lines)
 
 

@@ -77,7 +77,7 @@ def progress_log(path: str, ids: np.ndarray, truth_images: np.ndarray, start: fl
 def _chunk_progress(exp: experiment.Experiment, num_victims: int, mesh, device_victims: int,
                     leave: bool, log_path: str):
   """(bar, `experiment.RoundProgress`) for one chunk: the bar and progress.jsonl."""
-  steps = int(exp.attack['steps'])
+  steps = int(exp.attack.get('steps', 0))  # 0: a closed-form attack
   num_rounds = len(parallel.rounds(np.arange(num_victims), mesh, device_victims))
   bar, update = progress_bar(steps * num_rounds, f'{exp.attack["name"]} × {num_victims}',
                              leave=leave)
@@ -201,7 +201,7 @@ def run(config: Mapping[str, Any], workdir: str) -> dict[str, Any]:
         bar.close()
       chunks_lib.save(chunks_lib.path(workdir, c), fingerprint_=fp,
                       victim_ids=np.arange(c.start, c.stop), truth=out.truth, result=out.result,
-                      scores=out.scores, seconds=out.seconds, steps=int(cfg['attack']['steps']))
+                      scores=out.scores, seconds=out.seconds, steps=int(cfg['attack'].get('steps', 0)))
       outer.update(c.stop - c.start)
   finally:
     outer.close()

@@ -80,3 +80,8 @@ class Scores(NamedTuple):
   iterations: np.ndarray
   loss: np.ndarray
   mse_trace: tuple[tuple[int, np.ndarray], ...]  # (iteration, (V,) MSE)
+  # Images of each victim's batch recovered exactly (max abs pixel error below
+  # `metrics.EXACT_TOLERANCE` after matching), and that count over the batch
+  # size; None in Scores made before these existed (old chunk files).
+  exact_recovered: np.ndarray | None = None  # (V,) int
+  exact_recall: np.ndarray | None = None  # (V,) float

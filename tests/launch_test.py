@@ -31,7 +31,8 @@ class LaunchTest(absltest.TestCase):
         record = json.load(f)
       self.assertEqual(set(record['summary']), {'mean_mse', 'mean_psnr', 'mean_ssim',
                                                 'label_accuracy', 'num_victims', 'num_scored',
-                                                'num_diverged', 'seconds'})
+                                                'num_diverged', 'seconds',
+                                                'mean_exact_recovered', 'exact_recall'})
       self.assertEqual(record['summary']['num_victims'], 2)
       self.assertEqual(record['summary']['label_accuracy'], 1.0)
       for victim in record['victims']:

@@ -128,5 +128,28 @@ class FailedReconstructionTest(absltest.TestCase):
     self.assertEqual((s['mean_psnr'], s['num_scored'], s['num_diverged']), (10.0, 1, 1))
 
 
+class ExactRecoveryTest(absltest.TestCase):
+
+  def test_counts_exact_images_after_matching_and_not_mixtures(self):
+    images, true = _photos(4)
+    truth = Private(images.reshape(1, 4, SIZE, SIZE, 3), true.reshape(1, 4))
+    mixture = (truth.images[:, 2] + truth.images[:, 3]) / 2
+    # Shuffled: two exact (one off by 5e-4), one mixture of two, one blank.
+    rec = jnp.stack([truth.images[:, 1] + 5e-4, mixture, truth.images[:, 0],
+                     jnp.zeros_like(mixture)], axis=1)
+    scores = metrics.score(_result(rec, truth.labels), truth)
+    np.testing.assert_array_equal(scores.exact_recovered, [2])
+    np.testing.assert_allclose(scores.exact_recall, [0.5])
+    summary = metrics.summary(scores, 1.0)
+    self.assertEqual(summary['mean_exact_recovered'], 2.0)
+    self.assertEqual(summary['exact_recall'], 0.5)
+
+  def test_an_error_at_the_tolerance_is_not_exact(self):
+    images, true = _photos(1)
+    truth = Private(images[None], true[None])
+    off = truth.images.at[0, 0, 0, 0, 0].add(2 * metrics.EXACT_TOLERANCE)
+    self.assertEqual(metrics.score(_result(off, truth.labels), truth).exact_recovered[0], 0)
+
+
 if __name__ == '__main__':
   absltest.main()

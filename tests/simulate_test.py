@@ -70,5 +70,31 @@ class ClientUpdateTest(absltest.TestCase):
     np.testing.assert_array_equal(a[0].known_labels, self.victims.labels)
 
 
+class AggregationTest(absltest.TestCase):
+
+  def test_aggregate_of_users_is_the_sum_of_their_updates(self):
+    model = models.build({'name': 'lenet', 'channels': 4}, (16, 16, 3), 5)
+    variables = model.init(jax.random.key(0))
+    victims = _victims(num_victims=2, batch=6)  # 3 users × 2 images each
+    update, _, _ = simulate.client_update(model, variables, victims, jax.random.key(2),
+                                          {'train': True, 'users': 3})
+    self.assertEqual(update.batch_size, 6)
+    for v in range(2):
+      expected = [gradients.batch_gradients(model, variables, victims.images[v, 2 * u:2 * u + 2],
+                                            jax.nn.one_hot(victims.labels[v, 2 * u:2 * u + 2], 5))
+                  for u in range(3)]
+      chex.assert_trees_all_close(jax.tree.map(lambda g: g[v], update.gradients),
+                                  jax.tree.map(lambda *g: sum(g), *expected), atol=1e-6)
+
+  def test_one_user_is_the_plain_round(self):
+    model = models.build({'name': 'lenet', 'channels': 4}, (16, 16, 3), 5)
+    variables = model.init(jax.random.key(0))
+    plain, _, _ = simulate.client_update(model, variables, _victims(), jax.random.key(2),
+                                         {'train': True})
+    one, _, _ = simulate.client_update(model, variables, _victims(), jax.random.key(2),
+                                       {'train': True, 'users': 1})
+    chex.assert_trees_all_equal(plain.gradients, one.gradients)
+
+
 if __name__ == '__main__':
   absltest.main()

@@ -21,6 +21,7 @@ from dlg_jax.attacks import analytic
 from dlg_jax.attacks import dia
 from dlg_jax.attacks import dlg
 from dlg_jax.attacks import idlg
+from dlg_jax.attacks import imprint
 from dlg_jax.attacks import inverting
 from dlg_jax.attacks import solvers
 from dlg_jax.errors import ConfigError
@@ -46,6 +47,7 @@ ATTACKS: dict[str, Attack] = {
         _attack('dlg', dlg.attack, dlg.check_config, dlg.DEFAULTS),
         _attack('idlg', idlg.attack, idlg.check_config, idlg.DEFAULTS),
         _attack('ig', inverting.attack, inverting.check_config, inverting.DEFAULTS),
+        _attack('imprint', imprint.attack, imprint.check_config, imprint.DEFAULTS),
         _attack('wiig', dia.wiig_attack, dia.check_config, dia.DEFAULTS),
     )
 }

@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     'local_lr': 0.1,
     'reveal_masks': False,  # dropout masks too (WIIG's masks-known upper bound)
     'defenses': [],  # ordered list of {'name': ..., params}; see client/defenses.py
+    # Users per victim: each holds its own batch of batch_size images and the
+    # server sees only the SUM of their updates (as under secure aggregation).
+    'users': 1,
 }
 
 
@@ -65,13 +68,29 @@ def victim_gradient(model: Model, variables: PyTree, images: jax.Array, labels: 
   return defense.aggregate(grads, k_def, batch_size=images.shape[0]), masks
 
 
+def aggregate(user, variables: PyTree, images: jax.Array, labels: jax.Array, key: jax.Array,
+              users: int) -> tuple[PyTree, PyTree]:
+  """The sum of `users` users' updates (secure aggregation), and their masks (U, ...).
+
+  `images` (U·B, ...) and `labels` (U·B,) are the users' batches one after
+  the other; user u runs `user(variables, images, labels, fold_in(key, u))`.
+  """
+  split = lambda x: x.reshape(users, -1, *x.shape[1:])
+  grads, masks = jax.vmap(user, in_axes=(None, 0, 0, 0))(
+      variables, split(images), split(labels),
+      jax.vmap(lambda u: jax.random.fold_in(key, u))(jnp.arange(users)))
+  return jax.tree.map(lambda g: jnp.sum(g, axis=0), grads), masks
+
+
 def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Array,
                   config: Mapping[str, Any], victim_ids: jax.Array | None = None
                   ) -> tuple[ClientUpdate, Private, PyTree]:
   """Runs every victim's round at once (vmap over victims).
 
   Args:
-    victims: ground truth, images (V, B, H, W, C) and labels (V, B).
+    victims: ground truth, images (V, B, H, W, C) and labels (V, B); with
+      `users` U > 1, B is U × batch_size (each user's batch in turn) and the
+      server sees the sum of the U users' updates (`aggregate`).
     key: the clients' key; victim v uses `fold_in(key, victim_ids[v])`.
     config: `client` config: train (BatchNorm mode), protocol, local_steps,
       local_lr (see `protocol.from_config`), reveal_labels,
@@ -88,11 +107,18 @@ def client_update(model: Model, variables: PyTree, victims: Private, key: jax.Ar
   protocol = protocol_lib.from_config(config)
   dropout_rate = float(getattr(model.module, 'dropout_rate', 0.0))
   num_victims, batch_size = victims.labels.shape
+  users = int(config.get('users', 1))
 
-  def one(v, images, labels, variables, key):
-    return victim_gradient(model, variables, images, labels, jax.random.fold_in(key, v),
+  def user(variables, images, labels, key):
+    return victim_gradient(model, variables, images, labels, key,
                            train=bool(config['train']), dropout_rate=dropout_rate,
                            defense=defense, protocol=protocol)
+
+  def one(v, images, labels, variables, key):
+    key = jax.random.fold_in(key, v)
+    if users == 1:
+      return user(variables, images, labels, key)
+    return aggregate(user, variables, images, labels, key, users)
 
   ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
   # Weights and key as arguments, not constants (see attacks/optimize.py).
