@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 3's runs that a 2-core CPU cannot finish, on one GPU, side by side:
-#   ig24k  configs/ig.py unchanged (ResNet-18, CIFAR stem, BatchNorm train,
+#   ig24k  configs/ig.py:train (ResNet-18, CIFAR stem, BatchNorm train,
 #          4 photos, the paper's 24,000 steps), stopped at the time limit;
 #          its progress.jsonl holds the PSNR-per-iteration curve so far;
 #   ig4k   the same with 4,000 steps (the schedule's cuts scale with it);
@@ -25,8 +25,8 @@ run() {  # name, then launch.py's flags
   timeout "$limit" python3 launch.py --workdir="$work/$name" "$@" > "$out/$name.log" 2>&1
   echo "$name: exit $?, ${SECONDS}s - ${start}s wall" >> "$out/$name.log"
 }
-run ig24k --config=configs/ig.py --config.attack.chunk=250 &
-run ig4k --config=configs/ig.py --config.attack.steps=4000 --config.attack.chunk=100 &
+run ig24k --config=configs/ig.py:train --config.attack.chunk=250 &
+run ig4k --config=configs/ig.py:train --config.attack.steps=4000 --config.attack.chunk=100 &
 run study --config=configs/models_study.py &
 wait
 for name in ig24k ig4k study; do

@@ -64,6 +64,25 @@ class ImprintTest(absltest.TestCase):
     x = jnp.asarray(_image(0.7, 3))[None]
     np.testing.assert_allclose(sent.apply(sent_vars, x), model.apply(variables, x), atol=1e-2)
 
+  def test_one_shot_bins_read_one_target_out_of_64_users_of_64(self):
+    users = batch = 64
+    images = np.asarray(jax.random.uniform(jax.random.key(4), (users * batch, SIZE, SIZE, 1)))
+    bright = imprint.measurement(images)
+    gaps = np.abs(bright[:, None] - bright[None, :]) + np.eye(len(bright))
+    target = int(np.argmax(gaps.min(axis=1)))  # the server knows this one's brightness
+    width = gaps[target].min()  # only the target between the two thresholds
+    model = models.build({'name': 'mlp', 'hidden_sizes': (16,)}, (SIZE, SIZE, 1), 3)
+    model, variables = imprint.build(
+        model, model.init(jax.random.key(0)), images[:1], jax.random.key(1), bins=2,
+        target=(bright[target] - width / 2, bright[target] + width / 2))
+    truth = Private(jnp.asarray(images, jnp.float32)[None],
+                    jnp.zeros((1, users * batch), jnp.int32))
+    update, _, _ = simulate.client_update(model, variables, truth, jax.random.key(2),
+                                          {'train': True, 'users': users})
+    result = read_out.attack(update, model, variables, jax.random.key(3), {'name': 'imprint'})
+    error = np.abs(np.asarray(result.images[0]) - images[target]).reshape(users * batch, -1)
+    self.assertLessEqual(float(error.max(axis=1).min()), 1e-5)
+
   def test_smoke_config_runs_through_the_runner(self):
     with tempfile.TemporaryDirectory() as tmp:
       record = runner.run(imprint_config.get_config('smoke'), os.path.join(tmp, 'run'))

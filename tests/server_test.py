@@ -45,11 +45,14 @@ class CheckTest(absltest.TestCase):
 
   def test_each_bad_server_field_gives_one_clear_error(self):
     cases = (
-        ({'name': 'evil'}, {}, r"server.name must be one of \('honest', 'imprint'\)"),
+        ({'name': 'evil'}, {},
+         r"server.name must be one of \('honest', 'imprint', 'trap_weights'\)"),
         ({'name': 'imprint', 'bins': 0}, {}, r'server.bins must be a positive integer'),
         ({'name': 'imprint', 'public': 'split'}, {}, r'server.public="split" needs an IDX'),
         ({'name': 'imprint', 'public': 'split'}, {'name': 'idx', 'split': 'train'},
          r"server.public_split='train' is the victims' split"),
+        ({'name': 'imprint', 'target': 0.5}, {}, r'server.target=0.5 .* server.bins=2'),
+        ({'name': 'trap_weights', 'trap_rate': 2}, {}, r'server.trap_rate must be a fraction'),
         ({'bin': 3}, {}, r"server has no field\(s\) \['bin'\]"),
     )
     for fields, data, pattern in cases:

@@ -37,11 +37,21 @@ class GridTest(absltest.TestCase):
       specs = defenses.specs_for(defense, strength, config.dp.clip_norm)
       self.assertEqual(defenses_lib.build(specs).describe(), specs)
     cells = defenses.cells(config)
-    self.assertLen(cells, 2 * len(points))
+    extra = len(config.imprint_batches) + len(config.imprint_users)
+    self.assertLen(cells, 3 * len(points) + extra)
     for cell in cells:
       self.assertEqual(cell.config.attack.name, cell.labels['attack'])
       for field in defenses.SWEEP_FIELDS:
         self.assertNotIn(field, cell.config)
+      for section in defenses.SECTIONS:
+        self.assertNotIn(section, cell.config.attack)
+      malicious = cell.labels['attack'] == 'imprint'
+      self.assertEqual(cell.config.server.name, 'imprint' if malicious else 'honest')
+      self.assertEqual(cell.config.data.num_victims, 4 if malicious else 8)
+    imprint_rows = [(c.labels['defense'], c.labels['batch_size'], c.labels['users'])
+                    for c in cells if c.labels['attack'] == 'imprint'][len(points):]
+    self.assertEqual(imprint_rows, [('none', 8, 1), ('none', 16, 1), ('none', 4, 2),
+                                    ('none', 4, 4)])
     dp_cell = next(c for c in cells if c.labels['defense'] == 'dp_sgd')
     self.assertAlmostEqual(dp_cell.config.client.accounting.sampling_rate, 64 / 1347)
     self.assertEqual(dp_cell.config.client.accounting.steps, 1000)
@@ -49,6 +59,17 @@ class GridTest(absltest.TestCase):
   def test_laplacian_matches_the_gaussian_variance(self):
     (spec,) = defenses.specs_for('laplacian', 1e-2)
     self.assertAlmostEqual(2 * spec['scale'] ** 2, 1e-2)
+
+  def test_entry_sections_are_checked(self):
+    config = defenses_config.get_config('smoke')
+    config.attacks.imprint.server.bins = 7
+    config.attacks.imprint.client.defenses = []
+    with self.assertRaisesRegex(ValueError, r"imprint.client may not set \['defenses'\]"):
+      defenses.cells(config)
+    del config.attacks.imprint.client.defenses
+    config.attacks.imprint.server.binz = 7
+    with self.assertRaisesRegex(ValueError, r"server has no field\(s\) \['binz'\]"):
+      defenses.cells(config)
 
   def test_unknown_defense_lists_choices(self):
     with self.assertRaisesRegex(ValueError, r"unknown defense\(s\) \['blur'\].*'prune'"):
@@ -61,18 +82,38 @@ class SmokeTest(absltest.TestCase):
     config = defenses_config.get_config('smoke')
     with tempfile.TemporaryDirectory() as tmp:
       rows = sweeps.launch(config, tmp)
-      self.assertEqual([(r['defense'], r['attack']) for r in rows],
-                       [('none', 'idlg'), ('dp_sgd', 'idlg')])
-      for name in ('table.md', 'table.csv', 'table.json', 'tradeoff_idlg.png'):
+      self.assertEqual([(r['defense'], r['attack'], r['batch_size'], r['users']) for r in rows],
+                       [('none', 'idlg', 1, 1), ('dp_sgd', 'idlg', 1, 1),
+                        ('none', 'imprint', 4, 1), ('dp_sgd', 'imprint', 4, 1),
+                        ('none', 'imprint', 8, 1), ('none', 'imprint', 4, 2)])
+      for name in ('table.md', 'table.csv', 'table.json', 'tradeoff_idlg.png',
+                   'tradeoff_imprint.png'):
         self.assertGreater(os.path.getsize(os.path.join(tmp, name)), 0, name)
       with open(os.path.join(tmp, 'table.md'), encoding='utf-8') as f:
         header = f.readline()
       self.assertEqual(header.strip('|\n ').split(' | '), list(defenses.COLUMNS))
 
-      none, dp = rows
+      none, dp = rows[:2]
       self.assertNotIn('epsilon', none)
       for row in rows:
         self.assertBetween(row['test_accuracy'], 0.0, 1.0)
+      # Every run scores exact recovery: 10 iDLG iterations recover no image exactly.
+      for row in rows[:2]:
+        self.assertEqual((row['mean_exact_recovered'], row['exact_recall']), (0.0, 0.0))
+      # The imprint rows: the undefended read-out recovers images exactly,
+      # DP-SGD's noise none of them; 2 users of 4 are one batch of 8 to it.
+      for row in rows[2:]:
+        self.assertBetween(row['exact_recall'], 0.0, 1.0)
+        self.assertAlmostEqual(row['mean_exact_recovered'],
+                               row['exact_recall'] * row['batch_size'] * row['users'])
+      self.assertGreater(rows[2]['exact_recall'], 0.0)
+      self.assertEqual(rows[3]['exact_recall'], 0.0)
+      self.assertEqual(rows[4]['mean_exact_recovered'], rows[5]['mean_exact_recovered'])
+      self.assertEqual(rows[2]['test_accuracy'], none['test_accuracy'])  # one training
+      with open(os.path.join(tmp, 'table.csv'), encoding='utf-8') as f:
+        csv_rows = [line.rstrip('\n').split(',') for line in f][1:]
+      recall = defenses.COLUMNS.index('exact_recall')
+      self.assertEqual([r[recall] for r in csv_rows], [str(r['exact_recall']) for r in rows])
       # ε in the attack cell's metrics.json = the utility run's = dp-accounting directly.
       u = config.utility
       expected = _rdp_epsilon(1.0, u.batch_size / 1347, u.steps, u.delta)

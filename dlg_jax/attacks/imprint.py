@@ -43,8 +43,8 @@ DEFAULTS = {'labels': 'none'}  # none: class 0 for every image | known: revealed
 def check_config(config: Mapping[str, Any]) -> None:
   """Raises ConfigError naming `attack.labels` for a mode this read-out cannot use."""
   if config['labels'] not in LABEL_MODES:
-    raise ConfigError(f'attack.labels for the imprint read-out must be one of {LABEL_MODES}, '
-                      f'got {config["labels"]!r}.')
+    raise ConfigError(f'attack.labels for a closed-form read-out (imprint, trap_weights) must '
+                      f'be one of {LABEL_MODES}, got {config["labels"]!r}.')
 
 
 def read_out(kernel_grad: jax.Array, bias_grad: jax.Array, count: int
@@ -89,14 +89,32 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   """
   config = solvers.complete(DEFAULTS, config, check_config)
   del model, variables, key, progress  # closed form: nothing to optimise
-  try:
-    kernel, bias = imprint_lib.layer_gradients(update.gradients)
-  except (KeyError, TypeError):
-    raise ConfigError('the imprint read-out needs the block a malicious server planted; set '
-                      'server.name="imprint".') from None
+  kernel, bias = planted_gradients(
+      imprint_lib.layer_gradients, update,
+      'the imprint read-out needs the block a malicious server planted; set server.name="imprint".')
   count = update.batch_size
   cands, weight = jax.vmap(lambda k, b: read_out(k, b, count))(kernel, bias)
-  images = cands.reshape(-1, count, *update.input_shape)
+  del weight  # the strongest pairs come first; the metrics decide which are exact
+  return closed_form_result(cands, update, config)
+
+
+def planted_gradients(layer_gradients, update: ClientUpdate, missing: str):
+  """`layer_gradients(update.gradients)`, or a ConfigError saying `missing` (the fix)."""
+  try:
+    return layer_gradients(update.gradients)
+  except (KeyError, TypeError):
+    raise ConfigError(missing) from None
+
+
+def closed_form_result(cands: jax.Array, update: ClientUpdate, config: Mapping[str, Any]
+                       ) -> AttackResult:
+  """The `AttackResult` of B flat candidates per victim (V, B, d) read out in closed form.
+
+  Non-finite candidates become blank, pixels are clipped to [0, 1]; labels
+  are class 0 (`labels='none'`) or the ones the client revealed ('known').
+  """
+  count = update.batch_size
+  images = jnp.asarray(cands).reshape(-1, count, *update.input_shape)
   finite = jnp.all(jnp.isfinite(images), axis=(2, 3, 4))
   images = jnp.clip(jnp.where(finite[..., None, None, None], images, 0.0), 0.0, 1.0)
   num_victims = images.shape[0]
@@ -107,7 +125,6 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
     labels = jnp.asarray(update.known_labels, jnp.int32)
   else:
     labels = jnp.zeros((num_victims, count), jnp.int32)
-  del weight  # the strongest pairs come first; the metrics decide which are exact
   loss = jnp.zeros(num_victims, jnp.float32)  # nothing is matched: no matching loss
   return AttackResult(
       images=images, labels=labels, loss=loss,

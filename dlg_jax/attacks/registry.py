@@ -24,6 +24,7 @@ from dlg_jax.attacks import idlg
 from dlg_jax.attacks import imprint
 from dlg_jax.attacks import inverting
 from dlg_jax.attacks import solvers
+from dlg_jax.attacks import trap_weights
 from dlg_jax.errors import ConfigError
 
 
@@ -48,6 +49,8 @@ ATTACKS: dict[str, Attack] = {
         _attack('idlg', idlg.attack, idlg.check_config, idlg.DEFAULTS),
         _attack('ig', inverting.attack, inverting.check_config, inverting.DEFAULTS),
         _attack('imprint', imprint.attack, imprint.check_config, imprint.DEFAULTS),
+        _attack('trap_weights', trap_weights.attack, trap_weights.check_config,
+                trap_weights.DEFAULTS),
         _attack('wiig', dia.wiig_attack, dia.check_config, dia.DEFAULTS),
     )
 }

@@ -10,8 +10,15 @@ the same). Malicious servers:
   `bins` brightness bins in front of the model (`server/imprint.py`); read
   out by ``attack.name='imprint'``, on one user's batch or on the sum of
   `client.users` users' updates (secure aggregation does not help).
+  One-shot variant (`target` >= 0, `bins`=2): the two thresholds sit
+  `target_width` apart around one target's brightness, so only the target
+  falls between them, however many users are summed.
+- ``trap_weights``: Boenisch et al. (EuroS&P 2023), no architecture change:
+  trap weights in the first dense layer of an `mlp` (`server/trap_weights.py`),
+  negative weights ×`trap_scale`, biases so each row fires for `trap_rate`
+  of public inputs; read out by ``attack.name='trap_weights'``.
 
-The bins' thresholds come from PUBLIC images, never the victims':
+The bins' (and the traps' biases') thresholds come from PUBLIC images, never the victims':
 ``public='digits'`` (scikit-learn's handwritten digits, resized to the
 input) or ``public='split'`` (`public_size` images of the run's own IDX or
 TFDS source from `public_split`, which must differ from `data.split`).
@@ -21,6 +28,9 @@ TFDS source from `public_split`, which must differ from `data.split`).
 >>> complete({'name': 'imprint', 'bins': 0})
 Traceback (most recent call last):
 dlg_jax.errors.ConfigError: server.bins must be a positive integer, got 0.
+>>> complete({'name': 'trap_weights', 'trap_scale': 0.5})
+Traceback (most recent call last):
+dlg_jax.errors.ConfigError: server.trap_scale must be a number > 1 (scales negatives), got 0.5.
 """
 
 from __future__ import annotations
@@ -34,17 +44,22 @@ from dlg_jax import data as data_lib
 from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
 from dlg_jax.server import imprint
+from dlg_jax.server import trap_weights
 from dlg_jax.types import PyTree
 
 # The `server` config: every field a server reads, at its default.
 DEFAULTS: dict[str, Any] = {
-    'name': 'honest',  # honest | imprint
+    'name': 'honest',  # honest | imprint | trap_weights
     'bins': 128,  # imprint: bins (k) of the imprint block
     'public': 'digits',  # imprint: where the bin thresholds come from (digits | split)
     'public_split': 'train',  # public='split': the split of the run's IDX/TFDS source
     'public_size': 10_000,  # public='split': images used to estimate the thresholds
+    'target': -1.0,  # imprint one-shot: the target's mean brightness (< 0: off, quantile bins)
+    'target_width': 4e-6,  # imprint one-shot: distance of the two bins around `target`
+    'trap_scale': 1.05,  # trap_weights: factor s > 1 on the first layer's negative weights
+    'trap_rate': 0.01,  # trap_weights: fraction of public inputs each row fires for (~1/B)
 }
-NAMES = ('honest', 'imprint')
+NAMES = ('honest', 'imprint', 'trap_weights')
 PUBLIC = ('digits', 'split')
 _NO_SPLITS = ('photos', 'npz', 'folder', 'digits')  # sources without a public split
 
@@ -61,6 +76,20 @@ def complete(config: Mapping[str, Any] | None) -> dict[str, Any]:
     value = cfg[field]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise ConfigError(f'server.{field} must be a positive integer, got {value!r}.')
+  scale, rate = cfg['trap_scale'], cfg['trap_rate']
+  if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 1:
+    raise ConfigError(f'server.trap_scale must be a number > 1 (scales negatives), got {scale!r}.')
+  if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
+    raise ConfigError(f'server.trap_rate must be a fraction in (0, 1), e.g. 1 / batch size, '
+                      f'got {rate!r}.')
+  if any(isinstance(cfg[f], bool) or not isinstance(cfg[f], (int, float))
+         for f in ('target', 'target_width')):
+    raise ConfigError('server.target and server.target_width must be numbers (target < 0: off).')
+  if cfg['target'] >= 0 and (cfg['target'] > 1 or not cfg['target_width'] > 0
+                             or cfg['bins'] != 2):
+    raise ConfigError(f'server.target={cfg["target"]!r} (one-shot imprint) needs a brightness '
+                      f'in [0, 1], server.target_width > 0 and server.bins=2; got '
+                      f'target_width={cfg["target_width"]!r}, bins={cfg["bins"]!r}.')
   if cfg['public'] not in PUBLIC:
     raise ConfigError(f'server.public must be one of {PUBLIC}, got {cfg["public"]!r}.')
   return cfg
@@ -106,11 +135,19 @@ def prepare(config: Mapping[str, Any], data: Mapping[str, Any], model: Model,
   if config['name'] == 'honest':
     return model, variables
   images = public_images(config, data, seed=int(jax.random.randint(key, (), 0, 2**30)))
-  return imprint.build(model, variables, images, key, bins=int(config['bins']))
+  if config['name'] == 'trap_weights':
+    return trap_weights.build(model, variables, images, key, scale=float(config['trap_scale']),
+                              rate=float(config['trap_rate']))
+  target = float(config['target'])
+  around = None if target < 0 else (target - config['target_width'] / 2,
+                                    target + config['target_width'] / 2)
+  return imprint.build(model, variables, images, key, bins=int(config['bins']), target=around)
 
 
 def describe(config: Mapping[str, Any]) -> str:
   """One phrase for the report: what the server does to the model it sends."""
   if config.get('name', 'honest') == 'honest':
     return 'sends the model unchanged (honest)'
+  if config['name'] == 'trap_weights':
+    return trap_weights.describe(config)
   return imprint.describe(config)

@@ -18,6 +18,10 @@ is alone there, or the s-weighted average of those that share it
 (attacks/imprint.py reads them out). The perturbation the block adds to the
 input is at most k·|c| per pixel, 1e-2 of a pixel by default.
 
+One-shot variant (`build(..., target=(lo, hi))`, bins=2): the two
+thresholds sit tightly around one target's brightness, so interval 0 holds
+the target alone, however many images (users) are summed.
+
 An image is recovered exactly iff no other image of the batch falls in its
 interval; with k equal-probability intervals and B images drawn from the
 public distribution the expected number is `expected_exact`.
@@ -104,16 +108,18 @@ class Imprinted(nn.Module):
 
 
 def build(model: Model, variables: PyTree, public_images: np.ndarray, key: jax.Array, *,
-          bins: int) -> tuple[Model, PyTree]:
+          bins: int, target: tuple[float, float] | None = None) -> tuple[Model, PyTree]:
   """The imprinted model and its variables; the inner model keeps its weights.
 
   Args:
     public_images: (N, H, W, C) images the server may see (not the victims');
       their brightness quantiles set the bins.
     key: draws the direction c of the map back.
+    target: one-shot variant (bins=2): the two thresholds (low, high) around
+      one target's brightness; the public images are then not used.
   """
   size = int(np.prod(model.input_shape))
-  t = thresholds(measurement(public_images), bins)
+  t = thresholds(measurement(public_images), bins) if target is None else np.asarray(target)
   direction = jax.random.normal(key, (size,), jnp.float32)
   direction = direction * (PERTURBATION / bins / jnp.max(jnp.abs(direction)))
   imprint = {

@@ -7,10 +7,21 @@ and trains ``config.model`` with the same chain on every step's gradient for
 the test-accuracy column (`utility.measure`, cached in ``workdir/utility``,
 so a resumed sweep never trains twice).
 
-It writes ``table.{md,csv,json}`` (defense, strength, attack, mean PSNR,
-SSIM, label accuracy, test accuracy, ε) and one privacy–utility plot per
-attack, ``tradeoff_<attack>.png`` (attack PSNR against test accuracy, one
-line per defense).
+An entry of ``config.attacks`` holds its attack's fields and, optionally,
+the ``server``, ``client`` and ``data`` fields its cells need (`SECTIONS`),
+e.g. the malicious server's imprint read-out: ``{'name': 'imprint', 'server':
+{'name': 'imprint', 'bins': 32}, 'client': {'batch_size': 4}}``; `grid.cell_config`
+overlays them on the sweep's sections for that attack's cells only. For the
+entry named ``imprint``, ``config.imprint_batches`` and ``config.imprint_users``
+add undefended rows (defense 'none') at other client batch sizes and user
+counts: larger batches and secure aggregation over more users as defenses.
+
+It writes ``table.{md,csv,json}`` (defense, strength, attack, the client's
+batch size and users, mean PSNR, SSIM, label accuracy, exact recovery — '—'
+in a cell whose metrics.json predates it —, test accuracy, ε) and one privacy–utility
+plot per attack, ``tradeoff_<attack>.png`` (attack PSNR, or exact recall for
+an entry with a malicious server, against test accuracy; one line per defense,
+and per client setting for exact recall).
 
 Strengths: gaussian and laplacian by *variance* (the DLG paper's axis; the
 Laplace scale is sqrt(variance / 2)), quantize by format, prune by sparsity,
@@ -32,10 +43,13 @@ from dlg_jax.errors import ConfigError
 from dlg_jax.sweeps import grid
 from dlg_jax.sweeps import utility
 
-COLUMNS = ('defense', 'strength', 'attack', 'mean_psnr', 'mean_ssim', 'label_accuracy',
-           'test_accuracy', 'epsilon', 'seconds')
+COLUMNS = ('defense', 'strength', 'attack', 'batch_size', 'users', 'mean_psnr', 'mean_ssim',
+           'label_accuracy', 'mean_exact_recovered', 'exact_recall', 'test_accuracy', 'epsilon',
+           'seconds')
 # The sweep's own fields; a cell's experiment config is the rest.
-SWEEP_FIELDS = ('sweep', 'attacks', 'grid', 'dp', 'utility')
+SWEEP_FIELDS = ('sweep', 'attacks', 'grid', 'dp', 'utility', 'imprint_batches', 'imprint_users')
+# Sections an entry of config.attacks may set for its own cells.
+SECTIONS = ('server', 'client', 'data')
 
 
 def _gaussian(variance):
@@ -96,14 +110,51 @@ def grid_points(points: Mapping[str, Sequence[Any]]) -> list[tuple[str, Any]]:
   return out
 
 
+def split_entry(attack: str, entry: Mapping[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+  """An entry of config.attacks as (attack fields, its own `SECTIONS` settings).
+
+  >>> split_entry('imprint', {'name': 'imprint', 'server': {'name': 'imprint'}})
+  ({'name': 'imprint'}, {'server': {'name': 'imprint'}})
+  >>> split_entry('x', {'name': 'idlg', 'client': {'defenses': []}})
+  Traceback (most recent call last):
+  ...
+  dlg_jax.errors.ConfigError: config.attacks.x.client may not set ['defenses']: the grid sets them.
+  """
+  fields = dict(grid.plain(entry))
+  sections = {name: dict(fields.pop(name)) for name in SECTIONS if name in fields}
+  fixed = sorted({'defenses', 'accounting'} & set(sections.get('client', {})))
+  if fixed:
+    raise ConfigError(f'config.attacks.{attack}.client may not set {fixed}: the grid sets them.')
+  return fields, sections
+
+
+_TAGS = {'batch_size': 'B', 'users': 'U'}  # in the cell names: imprint-none-B16
+
+
+def _client_points(config: Mapping[str, Any], attack: str) -> list[tuple[str, int]]:
+  """The imprint entry's extra undefended rows: ('batch_size' | 'users', value)."""
+  if attack != 'imprint':
+    return []
+  return ([('batch_size', int(b)) for b in config.get('imprint_batches') or ()]
+          + [('users', int(u)) for u in config.get('imprint_users') or ()])
+
+
 def cells(config: Mapping[str, Any]) -> list[grid.Cell]:
-  """One cell per (attack, defense, strength); attacks outermost."""
+  """One cell per (attack, defense, strength), then the imprint rows; attacks outermost."""
   config = grid.plain(config)
   u = utility.check(config['utility'])
   out = []
-  for attack, attack_config in config['attacks'].items():
-    for defense, strength in grid_points(config['grid']):
-      cell = grid.cell_config(config, drop=SWEEP_FIELDS, attack=attack_config)
+  for attack, entry in config['attacks'].items():
+    attack_config, sections = split_entry(attack, entry)
+    points = [(d, s, None) for d, s in grid_points(config['grid'])]
+    points += [('none', None, p) for p in _client_points(config, attack)]
+    for defense, strength, client_point in points:
+      cell = grid.cell_config(config, drop=SWEEP_FIELDS, merge=sections, attack=attack_config)
+      name = grid.slug(attack, defense, strength)
+      if client_point is not None:
+        cell.client[client_point[0]] = client_point[1]
+        name = grid.slug(name, f'{_TAGS[client_point[0]]}{client_point[1]}')
       cell.client.defenses = specs_for(defense, strength, config['dp']['clip_norm'])
       if defense == 'dp_sgd' and int(u['steps']) > 0:
         # The training run's accounting (see the module docstring).
@@ -111,8 +162,9 @@ def cells(config: Mapping[str, Any]) -> list[grid.Cell]:
             'sampling_rate': int(u['batch_size']) / utility.train_examples(),
             'steps': int(u['steps']), 'delta': float(u['delta']),
             'accountant': u['accountant']}
-      out.append(grid.Cell(grid.slug(attack, defense, strength),
-                           {'defense': defense, 'strength': strength, 'attack': attack}, cell))
+      out.append(grid.Cell(name, {'defense': defense, 'strength': strength, 'attack': attack,
+                                  'batch_size': int(cell.client.batch_size),
+                                  'users': int(cell.client.get('users', 1))}, cell))
   return out
 
 
@@ -135,10 +187,15 @@ def run(config: Mapping[str, Any], workdir: str) -> list[dict[str, Any]]:
   rows = grid.run(cells(config), workdir, extra=extra)
   print(grid.write_table(rows, workdir, COLUMNS), flush=True)
   for attack in config['attacks']:
+    # A malicious server's read-out is judged by exact recovery, the others by PSNR.
+    server = split_entry(attack, config['attacks'][attack])[1].get('server', {})
+    exact = server.get('name', 'honest') != 'honest'
     grid.plot_lines([r for r in rows if r['attack'] == attack],
                     os.path.join(workdir, f'tradeoff_{attack}.png'), x='test_accuracy',
-                    y='mean_psnr', line='defense',
-                    title=f'{attack}: attack PSNR vs test accuracy (digits)')
+                    y='exact_recall' if exact else 'mean_psnr',
+                    line=('defense', 'batch_size', 'users') if exact else 'defense',
+                    title=f'{attack}: {"exact recall" if exact else "attack PSNR"} vs test '
+                          'accuracy (digits)')
   print(f'defense sweep: {len(rows)} cells in {time.perf_counter() - start:.0f} s '
         f'(cached cells and trainings included)', flush=True)
   return rows

@@ -71,6 +71,7 @@ def plain(value: Any) -> Any:
 
 
 def cell_config(config: Mapping[str, Any], drop: Iterable[str] = (),
+                merge: Mapping[str, Mapping[str, Any]] | None = None,
                 **overrides: Any) -> ml_collections.ConfigDict:
   """A cell's experiment config: the sweep's, less its sweep-only fields, plus overrides.
 
@@ -81,21 +82,41 @@ def cell_config(config: Mapping[str, Any], drop: Iterable[str] = (),
     config: the sweep's config (a ConfigDict or a mapping).
     drop: top-level fields only the sweep reads (``sweep``, its grid, ...);
       absent ones are ignored.
+    merge: sections to overlay field by field, e.g. ``{'server': {'name':
+      'imprint'}}`` (an attack's own server and client settings); each must
+      be a section of the sweep's config and name only fields it has.
     **overrides: top-level fields to set, replacing whatever was there.
 
   Returns:
     An unlocked `ml_collections.ConfigDict`.
+
+  Raises:
+    ConfigError: `merge` names a section or a field the sweep's config lacks.
 
   >>> sweep = ml_collections.ConfigDict({'sweep': 'x', 'seed': 0, 'data': {'size': 32}})
   >>> cell = cell_config(sweep, drop=('sweep',), attack={'name': 'idlg'})
   >>> cell.data.size = 16
   >>> sorted(cell), sweep.data.size
   (['attack', 'data', 'seed'], 32)
+  >>> cell_config(sweep, merge={'data': {'size': 28}}).data.size
+  28
+  >>> cell_config(sweep, merge={'data': {'sise': 28}})
+  Traceback (most recent call last):
+  ...
+  dlg_jax.errors.ConfigError: data has no field(s) ['sise'] to set for this cell; its fields are ['size'].
   """
   fields = plain(config)
   for name in drop:
     fields.pop(name, None)
   fields.update({name: plain(value) for name, value in overrides.items()})
+  for section, values in plain(dict(merge or {})).items():
+    if not isinstance(fields.get(section), dict):
+      raise ConfigError(f'the sweep\'s config has no section {section!r} to set fields of.')
+    unknown = sorted(set(values) - set(fields[section]))
+    if unknown:
+      raise ConfigError(f'{section} has no field(s) {unknown} to set for this cell; its fields '
+                        f'are {sorted(fields[section])}.')
+    fields[section].update(values)
   return ml_collections.ConfigDict(fields)
 
 
