@@ -69,7 +69,7 @@ flags.DEFINE_list('processes', ['1', '2'], 'Worker processes the victims are spl
 flags.DEFINE_integer('repeats', 3, 'Timed calls per phase (median taken).')
 flags.DEFINE_enum('weights', 'arguments', ['arguments', 'constants'],
                   'Model variables as jit arguments (what the attacks do) or closed over '
-                  '(folded into the program as constants, the attacks before session 4).')
+                  '(folded into the program as constants, as the attacks did before 2026-11-26).')
 
 
 def _median_seconds(fn, repeats=3, barrier=None):
