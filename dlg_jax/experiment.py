@@ -37,7 +37,7 @@ from dlg_jax.client import accounting
 from dlg_jax.client import defenses as defenses_lib
 from dlg_jax.client import protocol as protocol_lib
 from dlg_jax.client import simulate
-from dlg_jax.errors import ConfigError
+from dlg_jax.errors import ConfigError, check_positive_int
 from dlg_jax.models import Model
 from dlg_jax.types import AttackResult, Private, PyTree, Scores
 
@@ -70,15 +70,10 @@ def _to_dict(config: Any) -> dict[str, Any]:
   return config.to_dict() if hasattr(config, 'to_dict') else dict(config)
 
 
-def _positive(section: str, field: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ConfigError(f'{section}.{field} must be a positive integer, got {value!r}.')
-
-
 def check_client(client: Mapping[str, Any]) -> None:
   """The client's protocol, defenses and accounting; no computation."""
-  _positive('client', 'batch_size', client['batch_size'])
-  _positive('client', 'users', client.get('users', 1))
+  check_positive_int('client.batch_size', client['batch_size'])
+  check_positive_int('client.users', client.get('users', 1))
   protocol_lib.from_config(client)
   defenses_lib.build(list(client.get('defenses', [])))
   accounting.experiment_privacy(client)
@@ -99,7 +94,7 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
   weights.check(cfg.get('model_init', {}))
   models.module_arguments(cfg['model'])
   data_lib.check_name(cfg['data']['name'])
-  _positive('data', 'num_victims', cfg['data']['num_victims'])
+  check_positive_int('data.num_victims', cfg['data']['num_victims'])
   check_client(cfg['client'])
   cfg['server'] = server_lib.check(cfg.get('server'), cfg['data'])
   users, name = cfg['client'].get('users', 1), cfg['attack']['name']

@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from dlg_jax import data as data_lib
-from dlg_jax.errors import ConfigError
+from dlg_jax.errors import ConfigError, check_positive_int
 from dlg_jax.models import Model
 from dlg_jax.server import imprint
 from dlg_jax.server import trap_weights
@@ -73,9 +73,7 @@ def complete(config: Mapping[str, Any] | None) -> dict[str, Any]:
   if cfg['name'] not in NAMES:
     raise ConfigError(f'server.name must be one of {NAMES}, got {cfg["name"]!r}.')
   for field in ('bins', 'public_size'):
-    value = cfg[field]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ConfigError(f'server.{field} must be a positive integer, got {value!r}.')
+    check_positive_int(f'server.{field}', cfg[field])
   scale, rate = cfg['trap_scale'], cfg['trap_rate']
   if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 1:
     raise ConfigError(f'server.trap_scale must be a number > 1 (scales negatives), got {scale!r}.')
