@@ -301,6 +301,19 @@ class BlocksTest(absltest.TestCase):
     np.testing.assert_allclose(out[2][1], out[0][1], rtol=1e-4)
     self.assertEqual(out[2][1].shape, (3, 2, 5))
 
+  def test_a_block_whose_lanes_are_all_done_stops_iterating(self):
+    # A step that counts every call, done or not: only the block with a
+    # running lane (victims 2, 3) may call it; victims 0, 1 were done.
+    z = {'x': jnp.zeros((4, 2, 1))}
+    init = jax.jit(optimize.vmap_lanes(functools.partial(
+        optimize.init_lane, optax.sgd(0.1), lambda z, aux: jnp.sum(z['x'] ** 2))))
+    state = init(z, {'a': jnp.zeros(4)}, {})
+    state = state._replace(done=state.done.at[:2].set(True).at[2].set(True))
+    count = lambda s, aux, shared: (s._replace(iterations=s.iterations + 1), s.loss)
+    out, trace = optimize.make_chunk(count, 5, block_victims=2)(state, {'a': jnp.zeros(4)}, {})
+    np.testing.assert_array_equal(out.iterations, [[0, 0], [0, 0], [5, 5], [5, 5]])
+    self.assertTrue(np.isnan(trace[:2]).all())
+
 
 class SharedArgumentsTest(absltest.TestCase):
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from configs import idlg as idlg_config
 from dlg_jax import chunks
+from dlg_jax.attacks import losses
 from dlg_jax import compare
 from dlg_jax import experiment
 from dlg_jax import parallel
@@ -116,6 +117,25 @@ class ChunkedRunTest(absltest.TestCase):
     with np.load(os.path.join(self.tmp, 'one_chunk', 'reconstructions.npz')) as a, \
          np.load(os.path.join(self.full, 'reconstructions.npz')) as b:
       np.testing.assert_array_equal(a['reconstructions'], b['reconstructions'])
+
+  def test_a_run_traces_its_attack_programs_once(self):
+    # Fresh solver settings (memory 4), so no earlier test compiled them.
+    def traces(chunk_victims, name):
+      config = tiny_config(chunk_victims)
+      config.attack.memory = 4
+      real, count = losses.matching_loss, []
+
+      def counted(*args, **kw):  # Python runs only while JAX traces
+        count.append(1)
+        return real(*args, **kw)
+      with mock.patch.object(losses, 'matching_loss', counted):
+        runner.run(config, os.path.join(self.tmp, name))
+      return len(count)
+    first = traces(0, 'traced_one_chunk')
+    self.assertGreater(first, 0)
+    # Two chunks of two victims, two rounds each: every program is reused,
+    # nothing is traced again.
+    self.assertEqual(traces(2, 'traced_two_chunks'), 0)
 
   def test_report_html_and_compare_hold_the_numbers(self):
     with open(os.path.join(self.full, 'report.html'), encoding='utf-8') as f:

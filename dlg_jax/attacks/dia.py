@@ -142,8 +142,8 @@ def _run(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,
     # iDLG's objective under the lane's masks; they stay unconstrained during
     # the run because L-BFGS's line search has no projection — a relaxation
     # of the {0, 1} masks like DIA's.
-    loss_fn = functools.partial(losses.matching_loss, model=model, train=bool(config['train']),
-                                protocol=update.protocol, distance=config['distance'], **prior)
+    loss_fn = losses.MatchingLoss(model, bool(config['train']), update.protocol,
+                                  config['distance'], **prior)
     return solvers.run_lbfgs(key, config, loss_fn=loss_fn, init_z=init_z, aux=aux,
                              fixed_labels=labels, shared=shared, progress=progress)
   loss_fn = inverting.cosine_loss(config, model, variables, update.protocol, **prior)

@@ -51,8 +51,8 @@ def reconstruct(update: ClientUpdate, model: Model, variables: PyTree, key: jax.
   label_mode = config['labels']
   fixed_labels = labels_lib.attack_labels(update, config, model, variables, key)
   num_victims = jax.tree.leaves(update.gradients)[0].shape[0]
-  loss_fn = functools.partial(losses.matching_loss, model=model, train=bool(config['train']),
-                              protocol=update.protocol, distance=config['distance'])
+  loss_fn = losses.MatchingLoss(model, bool(config['train']), update.protocol,
+                                config['distance'])
   if fixed_labels is None:  # DLG: the labels come from the lanes' logits
     aux = lanes.public_aux(update, jnp.zeros((num_victims, 0), jnp.int32))
   else:

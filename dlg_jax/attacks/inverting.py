@@ -91,10 +91,9 @@ def cosine_loss(config: Mapping[str, Any], model: Model, variables: PyTree,
                 protocol, **prior) -> optimize.LossFn:
   """IG's lane loss (cosine + tv × TV) for `config`; `prior`: DIA's mask prior."""
   train = bool(config['train'])
-  return functools.partial(losses.matching_loss, model=model, train=train, protocol=protocol,
-                           distance='cosine',
-                           layer_weights=cosine_weights(config, model, variables, train),
-                           tv=float(config['tv']), **prior)
+  return losses.MatchingLoss(model, train, protocol, 'cosine',
+                             layer_weights=cosine_weights(config, model, variables, train),
+                             tv=float(config['tv']), **prior)
 
 
 def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array,

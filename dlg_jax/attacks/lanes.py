@@ -10,7 +10,7 @@ optimiser to it; the attacks bind a loss (`losses`) and their variables.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -83,9 +83,22 @@ def check_lanes(config: Mapping[str, Any]) -> None:
                       f'got {keep!r}.')
 
 
+class Programs(NamedTuple):
+  """The two compiled programs of an optimisation attack."""
+  init: Callable  # (z0, aux, shared) -> (V, R) LaneState
+  chunk: optimize.Step  # `optimize.make_chunk`'s chunk
+
+
+def programs(init_lane: Callable, step: optimize.Step, chunk: int,
+             block_victims: int) -> Programs:
+  """Jits one lane's `init_lane` over every lane, and the chunk of `step`s."""
+  return Programs(jax.jit(optimize.vmap_lanes(init_lane)),
+                  optimize.make_chunk(step, chunk, block_victims=block_victims))
+
+
 def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
               fixed_labels: jax.Array | None, *, shared: PyTree,
-              init_z: Callable[[jax.Array], PyTree], init_lane: Callable, step: optimize.Step,
+              init_z: Callable[[jax.Array], PyTree], compiled: Programs,
               progress=None) -> AttackResult:
   """Shared driver of optimisation attacks: init, jitted chunks, best restart.
 
@@ -111,8 +124,8 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
     shared: keyword arguments of the loss that every lane shares (the model's
       variables), passed to the compiled loops as arguments (`optimize`).
     init_z: key -> one lane's variables; must hold 'image'.
-    init_lane: (z, aux, shared) -> `optimize.LaneState` of one lane.
-    step: (state, aux, shared) -> (state, loss) for one lane.
+    compiled: the solver's `Programs` for this config's chunk and
+      block_victims (`programs`), built once per solver setting and loss.
     progress: optional callback(iteration, state, snapshot) after each chunk.
   """
   check_lanes(config)
@@ -122,8 +135,8 @@ def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,
   victim_ids = aux.get('victim_ids') if isinstance(aux, dict) else None
   ids = jnp.arange(num_victims) if victim_ids is None else jnp.asarray(victim_ids)
   z0 = jax.vmap(jax.vmap(init_z))(lane_keys(key, ids, restarts))
-  state = jax.jit(optimize.vmap_lanes(init_lane))(z0, aux, shared)
-  chunk_fn = optimize.make_chunk(step, chunk, block_victims=int(config['block_victims']))
+  state = compiled.init(z0, aux, shared)
+  chunk_fn = compiled.chunk
   snapshot = lambda z: np.clip(np.asarray(z['image']), 0.0, 1.0)
   keep = int(config['keep']) or restarts
   probe = -(-int(config['probe_steps']) // chunk) * chunk  # whole chunks

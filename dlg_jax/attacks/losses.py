@@ -16,6 +16,7 @@ differ only in which parts they switch on:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import jax
@@ -80,3 +81,31 @@ def matching_loss(z: PyTree, aux: PyTree, *, model: Model, variables: PyTree, tr
   if mask_weight and 'masks' in z:
     loss = loss + mask_weight * objectives.mask_penalty(z['masks'], rate)
   return loss
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchingLoss:
+  """`matching_loss` with its settings bound: `loss(z, aux, variables=...)`.
+
+  Two losses with equal settings compare (and hash) equal, so a run's second
+  victim chunk, device round or sweep cell reuses the compiled programs of
+  the first (`solvers.programs`); a `functools.partial` would compare by
+  identity and trace them again.
+
+  >>> from dlg_jax import models
+  >>> m = models.build({'name': 'mlp'}, (4, 4, 1), 3)
+  >>> MatchingLoss(m, False, Protocol(), 'l2') == MatchingLoss(m, False, Protocol(), 'l2')
+  True
+  """
+  model: Model
+  train: bool
+  protocol: Protocol
+  distance: str
+  layer_weights: tuple[float, ...] | None = None
+  tv: float = 0.0
+  mask_weight: float = 0.0
+  rate: float = 0.0
+
+  def __call__(self, z: PyTree, aux: PyTree, *, variables: PyTree) -> jax.Array:
+    return matching_loss(z, aux, variables=variables,
+                         **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

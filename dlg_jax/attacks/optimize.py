@@ -334,30 +334,55 @@ Step = Callable[[LaneState, PyTree, PyTree], tuple[LaneState, jax.Array]]
 def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
   """A jitted `chunk(state, aux, shared, length=chunk_size)` running `length` iterations.
 
-  Returns the new state and the loss trace, shaped (V, R, length). `length`
-  is static: a run's last, shorter chunk (steps not a multiple of the chunk)
-  compiles one more program instead of running past `steps`.
+  Returns the new state and the loss trace, shaped (V, R, length); the
+  iterations a block skipped are NaN. `length` is static: a run's last,
+  shorter chunk (steps not a multiple of the chunk) compiles one more
+  program instead of running past `steps`.
 
   `block_victims` > 0 runs the victims in blocks of that many, one block
-  after the other (`lax.map` with `batch_size`), each block vmapped and
-  scanned for the whole chunk: the same iterations and results, but a
-  block's activations and L-BFGS history stay in cache, where all victims at
-  once stream them from memory (BUILD_NOTES.md, "Throughput"). 0 vmaps
-  every victim at once.
+  after the other (`lax.map`), each block vmapped for the whole chunk: the
+  same iterations and results, but a block's activations and L-BFGS history
+  stay in cache, where all victims at once stream them from memory
+  (BUILD_NOTES.md, "Throughput"). 0 vmaps every victim at once.
+
+  A block stops iterating as soon as all its lanes are done: the loop is a
+  `while_loop` around the vmapped step (not a vmapped loop, which would
+  select every lane's carry at every iteration), so a block of converged
+  victims costs nothing for the rest of the chunk.
   """
-  over_restarts = jax.vmap(step, in_axes=(0, None, None))
+  over_lanes = jax.vmap(jax.vmap(step, in_axes=(0, None, None)), in_axes=(0, 0, None))
 
   def chunk(state, aux, shared, length=chunk_size):
-    def one_victim(state, aux, shared):
-      state, trace = jax.lax.scan(lambda s, _: over_restarts(s, aux, shared), state,
-                                  length=length)
+    def block(state, aux):
+      trace = jnp.full((length, *state.loss.shape), jnp.nan, state.loss.dtype)
+
+      def body(carry):
+        i, state, trace = carry
+        state, loss = over_lanes(state, aux, shared)
+        return i + 1, state, trace.at[i].set(loss)
+
+      def running(carry):
+        i, state, _ = carry
+        return (i < length) & ~jnp.all(state.done)
+
+      _, state, trace = jax.lax.while_loop(running, body, (jnp.int32(0), state, trace))
       return state, jnp.moveaxis(trace, 0, -1)
 
-    num_victims = jax.tree.leaves(state.loss)[0].shape[0]
-    if 0 < block_victims < num_victims:
-      return jax.lax.map(lambda sa: one_victim(*sa, shared), (state, aux),
-                         batch_size=block_victims)
-    return jax.vmap(one_victim, in_axes=(0, 0, None))(state, aux, shared)
+    num_victims = state.loss.shape[0]
+    if not 0 < block_victims < num_victims:
+      return block(state, aux)
+    full = num_victims - num_victims % block_victims
+    blocks = lambda t, a, b: jax.tree.map(
+        lambda x: x[a:b].reshape(-1, block_victims, *x.shape[1:]), t)
+    state_b, trace_b = jax.lax.map(lambda sa: block(*sa), blocks((state, aux), 0, full))
+    flat = lambda t: jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), t)
+    state_b, trace_b = flat(state_b), flat(trace_b)
+    if full == num_victims:
+      return state_b, trace_b
+    rest = jax.tree.map(lambda x: x[full:], (state, aux))
+    state_r, trace_r = block(*rest)
+    join = lambda a, b: jnp.concatenate([a, b])
+    return jax.tree.map(join, state_b, state_r), join(trace_b, trace_r)
 
   return jax.jit(chunk, donate_argnums=(0,), static_argnames=('length',))
 

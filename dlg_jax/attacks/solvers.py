@@ -108,12 +108,9 @@ def run_lbfgs(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Lo
     init_z: key -> one lane's variables, holding 'image'.
     aux, fixed_labels, shared, progress: as `lanes.run_lanes`.
   """
-  opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
-                       config['linesearch'], form=config['lbfgs_form'])
-  step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+  compiled = programs('lbfgs', loss_fn, config)
   return lanes.run_lanes(key, config, aux, fixed_labels, shared=shared, init_z=init_z,
-                         init_lane=functools.partial(optimize.init_lane, opt, loss_fn),
-                         step=step, progress=progress)
+                         compiled=compiled, progress=progress)
 
 
 def lr_schedule(lr: float, steps: int) -> optax.Schedule:
@@ -186,11 +183,54 @@ def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Los
     aux, shared, progress: as `lanes.run_lanes`.
     project: maps the variables back into their domain after a step.
   """
+  compiled = programs('adam', loss_fn, config, project)
+  return lanes.run_lanes(key, config, aux, aux['labels'], shared=shared, init_z=init_z,
+                         compiled=compiled, progress=progress)
+
+
+# What a solver's programs depend on, besides the loss: everything else in an
+# attack config (labels, init, restarts, ...) changes the data, not the program.
+_PROGRAM_FIELDS = {
+    'lbfgs': ('memory', 'linesearch_steps', 'linesearch', 'lbfgs_form', 'tol', 'chunk',
+              'block_victims'),
+    'adam': ('lr', 'schedule', 'steps', 'plateau_patience', 'stop_patience', 'tol', 'chunk',
+             'block_victims'),
+}
+
+
+def programs(solver: str, loss_fn: optimize.LossFn, config: Mapping[str, Any],
+             project: Callable[[PyTree], PyTree] = box) -> lanes.Programs:
+  """The solver's compiled programs for `loss_fn` and `config`, built once.
+
+  Every victim chunk, device round and sweep cell of a run that asks for the
+  same solver settings and an equal loss (`losses.MatchingLoss` compares by
+  value) gets the same jitted functions, so JAX traces and compiles each
+  program once per shape (tests/solvers_test.py counts the traces). A loss
+  that cannot be hashed (a plain function) gets new programs each call.
+  """
+  settings = tuple((f, config[f]) for f in _PROGRAM_FIELDS[solver])
+  try:
+    hash((loss_fn, settings, project))
+  except TypeError:
+    return _build_programs(solver, loss_fn, settings, project)
+  return _cached_programs(solver, loss_fn, settings, project)
+
+
+def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple[str, Any], ...],
+                    project: Callable[[PyTree], PyTree]) -> lanes.Programs:
+  config = dict(settings)
+  chunk, block = int(config['chunk']), int(config['block_victims'])
+  if solver == 'lbfgs':
+    opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
+                         config['linesearch'], form=config['lbfgs_form'])
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
+    return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn), step, chunk, block)
   opt = adam(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
-                           project, signed_image_grad,
-                           patience=int(config['stop_patience']))
-  return lanes.run_lanes(key, config, aux, aux['labels'], shared=shared, init_z=init_z,
-                         init_lane=functools.partial(optimize.init_lane, opt, loss_fn,
-                                                     track_best=True),
-                         step=step, progress=progress)
+                           project, signed_image_grad, patience=int(config['stop_patience']))
+  return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn, track_best=True),
+                        step, chunk, block)
+
+
+# Bounded: each entry holds compiled executables; a sweep revisits few settings.
+_cached_programs = functools.lru_cache(maxsize=16)(_build_programs)
