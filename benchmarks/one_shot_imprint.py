@@ -9,9 +9,9 @@ index, the server places its two bins (server.bins=2) server.target_width
 apart around that image's mean brightness (server.target: the server is
 assumed to know the target's measurement), and the imprint read-out's
 candidates are compared with the target: exact if the largest pixel error
-of the best candidate is below metrics.EXACT_TOLERANCE. Not through
-experiment.attack_victims: its optimal matching holds a (B, B, d) array,
-52 GB at B = 4096.
+of the best candidate is below metrics.EXACT_TOLERANCE. One target through
+launch.py, scored by the optimal matching over all 4,096 images (which no
+longer builds the 52 GB (B, B, d) difference): configs/one_shot.py.
 """
 
 import sys

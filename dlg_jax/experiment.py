@@ -102,12 +102,13 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
     raise ConfigError(f'client.users={users}: the server sees the sum of {users} users\' '
                       f'updates, which attack.name={name!r} does not read; use one of '
                       f'{AGGREGATE_ATTACKS} or client.users=1.')
-  if name in MALICIOUS_ATTACKS and cfg['server']['name'] != MALICIOUS_ATTACKS[name]:
+  if name in MALICIOUS_ATTACKS and cfg['server']['name'] not in MALICIOUS_ATTACKS[name]:
     raise ConfigError(f'attack.name={name!r} reads the block a malicious server planted; set '
-                      f'server.name={MALICIOUS_ATTACKS[name]!r}.')
-  if cfg['server']['name'] == 'trap_weights' and cfg['model']['name'] != 'mlp':
-    raise ConfigError(f'server.name="trap_weights" traps the first dense layer on the flattened '
-                      f'input; model.name={cfg["model"]["name"]!r} has none: use model.name="mlp".')
+                      f'server.name={" or ".join(map(repr, MALICIOUS_ATTACKS[name]))}.')
+  if cfg['server']['name'] in server_lib.FIRST_LAYER and cfg['model']['name'] != 'mlp':
+    raise ConfigError(f'server.name={cfg["server"]["name"]!r} traps the first dense layer on the '
+                      f'flattened input; model.name={cfg["model"]["name"]!r} has none: use '
+                      'model.name="mlp".')
   if cfg['attack'].get('labels') == 'known' and not cfg['client'].get('reveal_labels'):
     raise ConfigError('attack.labels="known" but the client keeps its labels private; set '
                       'client.reveal_labels=True or use attack.labels="idlg".')
@@ -121,8 +122,8 @@ def check(config: Mapping[str, Any]) -> dict[str, Any]:
 
 # Attacks that read the sum of several users' updates (client.users > 1).
 AGGREGATE_ATTACKS = ('imprint', 'trap_weights')
-# Attacks that need a malicious server, and which one.
-MALICIOUS_ATTACKS = {'imprint': 'imprint', 'trap_weights': 'trap_weights'}
+# Attacks that need a malicious server, and the servers whose planted layer they read.
+MALICIOUS_ATTACKS = {'imprint': ('imprint',), 'trap_weights': server_lib.FIRST_LAYER}
 
 
 def victim_names(dataset_names: tuple[str, ...], num_victims: int, batch: int) -> tuple:

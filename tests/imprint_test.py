@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import imprint as imprint_config
+from configs import one_shot as one_shot_config
 from dlg_jax import metrics
 from dlg_jax import models
 from dlg_jax import runner
@@ -82,6 +83,24 @@ class ImprintTest(absltest.TestCase):
     result = read_out.attack(update, model, variables, jax.random.key(3), {'name': 'imprint'})
     error = np.abs(np.asarray(result.images[0]) - images[target]).reshape(users * batch, -1)
     self.assertLessEqual(float(error.max(axis=1).min()), 1e-5)
+
+  def test_closed_form_is_the_mean_alone_count_of_public_like_batches(self):
+    # k = 16 bins from 20,000 uniform public brightnesses; batches of B = 8 drawn
+    # from the same law: the mean count alone in its interval is B·(1 − 1/k)^(B−1).
+    rng = np.random.default_rng(0)
+    t = imprint.thresholds(rng.random(20_000), 16)
+    self.assertEqual(t[0], -1.0)  # cell 0 catches the darkest images: no lost cell
+    cells = np.searchsorted(t, rng.random((20_000, 8)), side='right') - 1
+    alone = [np.sum(np.bincount(row, minlength=16)[row] == 1) for row in cells]
+    self.assertAlmostEqual(float(np.mean(alone)), imprint.expected_exact(16, 8), delta=0.03)
+    # k + 1 cells at quantiles j/(k+1) with the lowest one unreadable would do worse.
+    self.assertGreater(imprint.expected_exact(128, 64), 64 * (128 / 129) ** 64)
+
+  def test_one_shot_smoke_config_reads_its_target(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      record = runner.run(one_shot_config.get_config('smoke'), os.path.join(tmp, 'run'))
+    # Victim 0 holds the target (photo 0); victim 1 does not.
+    self.assertEqual([v['exact_recovered'] for v in record['victims']], [1, 0])
 
   def test_smoke_config_runs_through_the_runner(self):
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,7 +46,7 @@ class CheckTest(absltest.TestCase):
   def test_each_bad_server_field_gives_one_clear_error(self):
     cases = (
         ({'name': 'evil'}, {},
-         r"server.name must be one of \('honest', 'imprint', 'trap_weights'\)"),
+         r"server.name must be one of \('honest', 'imprint', 'trap_weights', 'qbi'\)"),
         ({'name': 'imprint', 'bins': 0}, {}, r'server.bins must be a positive integer'),
         ({'name': 'imprint', 'public': 'split'}, {}, r'server.public="split" needs an IDX'),
         ({'name': 'imprint', 'public': 'split'}, {'name': 'idx', 'split': 'train'},

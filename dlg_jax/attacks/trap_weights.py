@@ -1,4 +1,8 @@
-"""Read-out of trap weights (server/trap_weights.py): closed form, no optimisation.
+"""Read-out of a trapped first dense layer: trap weights or QBI; closed form.
+
+One read-out, two servers: trap weights (server/trap_weights.py) and QBI
+(server/qbi.py) both set the first dense layer of an `mlp` so that each row
+fires for few inputs; they differ only in how the weights and biases are drawn.
 
 Every row i of the trapped first layer with a non-zero bias gradient gives a
 candidate x̂_i = ∇W_i / ∇b_i: the input itself when it alone fired the row,
@@ -14,8 +18,10 @@ updates is read the same way (the rows do not care whose input fired them).
 
 Labels are not read (`labels='none'`) unless the client reveals them.
 
-Reference: Boenisch et al., "When the Curious Abandon Honesty: Federated
-Learning Is Not Private", EuroS&P 2023, §4.
+References: Boenisch et al., "When the Curious Abandon Honesty: Federated
+Learning Is Not Private", EuroS&P 2023, §4; Nowak et al., "QBI:
+Quantile-Based Bias Initialization for Efficient Private Data Reconstruction
+in Federated Learning", 2024.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ def attack(update: ClientUpdate, model: Model, variables: PyTree, key: jax.Array
   del model, variables, key, progress  # closed form: nothing to optimise
   kernel, bias = imprint.planted_gradients(
       trap_lib.layer_gradients, update, 'the trap-weights read-out needs the first dense layer '
-      'of an mlp; set server.name="trap_weights" and model.name="mlp".')
+      'of an mlp; set server.name="trap_weights" (or "qbi") and model.name="mlp".')
   kernel, bias = np.asarray(kernel), np.asarray(bias)
   count, tol = update.batch_size, float(config['tolerance'])
   cands = np.stack([read_out(k, b, count, tol) for k, b in zip(kernel, bias)])

@@ -17,6 +17,10 @@ the same). Malicious servers:
   trap weights in the first dense layer of an `mlp` (`server/trap_weights.py`),
   negative weights ×`trap_scale`, biases so each row fires for `trap_rate`
   of public inputs; read out by ``attack.name='trap_weights'``.
+- ``qbi``: QBI (Nowak et al. 2024), the same layer with N(0, 1) weights and
+  each row's bias the (1 − `trap_rate`) quantile of its pre-activation on
+  public inputs (`server/qbi.py`); read out by ``attack.name='trap_weights'``
+  too (one read-out: a row fired by one input gives it back).
 
 The bins' (and the traps' biases') thresholds come from PUBLIC images, never the victims':
 ``public='digits'`` (scikit-learn's handwritten digits, resized to the
@@ -44,12 +48,13 @@ from dlg_jax import data as data_lib
 from dlg_jax.errors import ConfigError, check_positive_int
 from dlg_jax.models import Model
 from dlg_jax.server import imprint
+from dlg_jax.server import qbi
 from dlg_jax.server import trap_weights
 from dlg_jax.types import PyTree
 
 # The `server` config: every field a server reads, at its default.
 DEFAULTS: dict[str, Any] = {
-    'name': 'honest',  # honest | imprint | trap_weights
+    'name': 'honest',  # honest | imprint | trap_weights | qbi
     'bins': 128,  # imprint: bins (k) of the imprint block
     'public': 'digits',  # imprint: where the bin thresholds come from (digits | split)
     'public_split': 'train',  # public='split': the split of the run's IDX/TFDS source
@@ -57,9 +62,11 @@ DEFAULTS: dict[str, Any] = {
     'target': -1.0,  # imprint one-shot: the target's mean brightness (< 0: off, quantile bins)
     'target_width': 4e-6,  # imprint one-shot: distance of the two bins around `target`
     'trap_scale': 1.05,  # trap_weights: factor s > 1 on the first layer's negative weights
-    'trap_rate': 0.01,  # trap_weights: fraction of public inputs each row fires for (~1/B)
+    'trap_rate': 0.01,  # trap_weights, qbi: fraction of public inputs each row fires for (1/B)
 }
-NAMES = ('honest', 'imprint', 'trap_weights')
+NAMES = ('honest', 'imprint', 'trap_weights', 'qbi')
+# Servers that set the first dense layer of an `mlp` (read by attack.name='trap_weights').
+FIRST_LAYER = ('trap_weights', 'qbi')
 PUBLIC = ('digits', 'split')
 _NO_SPLITS = ('photos', 'npz', 'folder', 'digits')  # sources without a public split
 
@@ -132,14 +139,17 @@ def prepare(config: Mapping[str, Any], data: Mapping[str, Any], model: Model,
   """The (model, variables) the server sends: unchanged when it is honest."""
   if config['name'] == 'honest':
     return model, variables
+  target = float(config['target'])
+  if config['name'] == 'imprint' and target >= 0:  # one-shot: the target sets the bins
+    around = (target - config['target_width'] / 2, target + config['target_width'] / 2)
+    return imprint.build(model, variables, None, key, bins=int(config['bins']), target=around)
   images = public_images(config, data, seed=int(jax.random.randint(key, (), 0, 2**30)))
+  if config['name'] == 'qbi':
+    return qbi.build(model, variables, images, key, rate=float(config['trap_rate']))
   if config['name'] == 'trap_weights':
     return trap_weights.build(model, variables, images, key, scale=float(config['trap_scale']),
                               rate=float(config['trap_rate']))
-  target = float(config['target'])
-  around = None if target < 0 else (target - config['target_width'] / 2,
-                                    target + config['target_width'] / 2)
-  return imprint.build(model, variables, images, key, bins=int(config['bins']), target=around)
+  return imprint.build(model, variables, images, key, bins=int(config['bins']))
 
 
 def describe(config: Mapping[str, Any]) -> str:
@@ -148,4 +158,6 @@ def describe(config: Mapping[str, Any]) -> str:
     return 'sends the model unchanged (honest)'
   if config['name'] == 'trap_weights':
     return trap_weights.describe(config)
+  if config['name'] == 'qbi':
+    return qbi.describe(config)
   return imprint.describe(config)

@@ -62,11 +62,12 @@ def trap_bias(kernel: np.ndarray, public: np.ndarray, rate: float) -> np.ndarray
   return -np.quantile(pre, 1.0 - rate, axis=0)
 
 
-def layer_kernel(variables: PyTree, size: int) -> tuple[np.ndarray, np.ndarray]:
-  """The first layer's (kernel (d, n), bias (n,)); ConfigError if the model has none."""
+def layer_kernel(variables: PyTree, size: int, server: str = 'trap_weights'
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """The first layer's (kernel (d, n), bias (n,)); ConfigError naming `server` if none."""
   layer = dict(variables.get('params', {})).get(LAYER)
   if layer is None or 'bias' not in layer or layer['kernel'].shape[0] != size:
-    raise ConfigError('server.name="trap_weights" traps the first dense layer of the input; '
+    raise ConfigError(f'server.name="{server}" traps the first dense layer of the input; '
                       'set model.name="mlp" (with biases: use_bias=True).')
   return layer['kernel'], layer['bias']
 
