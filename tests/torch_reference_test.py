@@ -1,0 +1,64 @@
+"""The PyTorch reference of benchmarks/models_speed.py computes what dlg_jax computes.
+
+Needs torch (`pip install -r requirements-bench.txt`); without it every test
+here is skipped with that reason (CI installs requirements.txt only). The
+library itself never imports torch.
+"""
+
+import os
+import sys
+
+import pytest
+
+torch = pytest.importorskip(
+    'torch', reason='torch is not installed: the PyTorch-reference gradient check needs '
+    '`pip install -r requirements-bench.txt` (optional; the library does not use torch)')
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl.testing import absltest  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from benchmarks import models_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# ResNet-18 at width 8 (CIFAR stem): every layer type and shape rule of the
+# benchmarked width-64 net (models_speed.SPECS), at a fraction of the time.
+_MODELS = {
+    'dlg_lenet': ({'name': 'lenet', 'act': 'sigmoid'}, 32, 100),
+    'resnet18_cifar': ({'name': 'resnet18', 'stem': 'cifar', 'width': 8}, 32, 10),
+}
+
+
+class TorchReferenceTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    torch.set_num_threads(1)
+
+  @parameterized.product(model=sorted(_MODELS), step=sorted(models_speed.STEPS))
+  def test_input_gradient_of_the_matching_loss_equals_dlg_jax(self, model, step):
+    config, size, classes = _MODELS[model]
+    check = torch_reference.check_gradients(config, size, classes, float32=False,
+                                            **models_speed.STEPS[step])
+    self.assertTrue(check['ok'], {k: v for k, v in check.items() if not k.startswith('_')})
+    self.assertLess(check['grad_rel_err'], 1e-4)
+    self.assertGreater(check['grad_scale'], 0.0)
+
+  def test_same_weights_give_the_same_logits(self):
+    config, size, classes = _MODELS['resnet18_cifar']
+    model, variables, truth, _, _ = models_speed.problem(config, size, classes)
+    module = torch_reference.from_flax(config, model.input_shape, classes, variables, False)
+    want = np.asarray(model.apply(variables, truth))
+    got = module(torch.from_numpy(truth).permute(0, 3, 1, 2)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+  def test_an_unmirrored_model_says_so(self):
+    with self.assertRaises(torch_reference.NotMirrored):
+      torch_reference.build({'name': 'densenet121'}, (32, 32, 3), 10)
+
+
+if __name__ == '__main__':
+  absltest.main()
