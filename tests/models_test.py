@@ -20,7 +20,9 @@ import flax.linen as nn
 import numpy as np
 
 from dlg_jax import models
+from dlg_jax.attacks import objectives
 from dlg_jax.errors import ConfigError
+from dlg_jax.models import densenet
 from dlg_jax.models import layers
 
 _SAVED_OPTIMIZATIONS_FLAG = None
@@ -165,6 +167,37 @@ class ForwardTest(parameterized.TestCase):
     run = lambda model: jax.jit(lambda v, xx: model.apply(v, xx, train=True))(variables, x)
     chex.assert_trees_all_close(run(build('im2col')), run(build('xla')),
                                 atol=1e-4, rtol=1e-4)
+
+  @parameterized.parameters(0.0, 0.3)
+  def test_densenet_scanned_layers_equal_unrolled(self, rate):
+    # Segments of 2 scanned layers (one full, one of 1 in the block of 3):
+    # same variable tree and initial values, same logits, batch statistics,
+    # parameter gradients and dropout masks' effect as the unrolled layers.
+    unrolled = densenet.DenseNet(num_classes=3, block_sizes=(3, 2), growth_rate=4,
+                                 init_features=8, bn_size=2, act='sigmoid', dropout_rate=rate,
+                                 scan_layers=0)
+    scanned = unrolled.clone(scan_layers=2)
+    x = _images(16)[:2]
+    variables = unrolled.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(scanned.init(jax.random.key(0), x), variables)
+    masks = {}
+    if rate:
+      template = {k: v for k, v in variables.items() if k == layers.MASKS}
+      masks = layers.sample_masks(jax.random.key(1), template, rate)
+    for train in (False, True):
+      def run(model, params):
+        out, stats = model.apply({**variables, **masks, 'params': params}, x, train=train,
+                                 mutable=['batch_stats'])
+        return jnp.sum(out ** 2), (out, stats)
+      grad = lambda model: jax.grad(run, argnums=1, has_aux=True)(model, variables['params'])
+      (g_u, (out_u, stats_u)), (g_s, (out_s, stats_s)) = grad(unrolled), grad(scanned)
+      chex.assert_trees_all_close(out_s, out_u, atol=1e-5, rtol=1e-5)
+      chex.assert_trees_all_close(stats_s, stats_u, atol=1e-5, rtol=1e-5)
+      chex.assert_trees_all_close(g_s, g_u, atol=1e-5, rtol=1e-4)
+    # IG's per-layer weights see the layers in the same forward order.
+    order = lambda model: objectives.use_order(
+        lambda p: model.apply({**variables, 'params': p}, x), variables['params'])
+    self.assertEqual(order(scanned), order(unrolled))
 
   def test_resnet_rejects_unknown_stem(self):
     model = models.build({'name': 'resnet18', 'stem': 'tiny'}, (32, 32, 3), 10)

@@ -201,18 +201,26 @@ class Conv(nn.Module):
     else:
       raise ConfigError(
           f"padding must be 'SAME', 'VALID' or an int, got {self.padding!r}.")
-    if self.impl == 'im2col':
-      cols = im2col(x, tuple(self.kernel_size), self.strides, pad)
-      y = cols @ kernel.reshape(kh * kw * cin, self.features)
-    elif self.impl == 'xla':
-      y = jax.lax.conv_general_dilated(
-          x, kernel, (self.strides, self.strides), pad,
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    else:
-      raise ConfigError(f"conv impl must be 'im2col' or 'xla', got {self.impl!r}.")
+    y = conv(x, kernel, self.strides, pad, self.impl)
     if self.use_bias:
       y = y + self.param('bias', self.bias_init, (self.features,))
     return y
+
+
+def conv(x: jax.Array, kernel: jax.Array, strides: int,
+         pad: tuple[tuple[int, int], tuple[int, int]], impl: str) -> jax.Array:
+  """`Conv`'s computation on an HWIO `kernel`: im2col + one matmul, or XLA's conv.
+
+  >>> conv(jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 1)), 1, ((1, 1), (1, 1)), 'xla')[0, 1, 1, 0]
+  Array(9., dtype=float32)
+  """
+  kh, kw, cin, features = kernel.shape
+  if impl == 'im2col':
+    return im2col(x, (kh, kw), strides, pad) @ kernel.reshape(kh * kw * cin, features)
+  if impl == 'xla':
+    return jax.lax.conv_general_dilated(x, kernel, (strides, strides), pad,
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  raise ConfigError(f"conv impl must be 'im2col' or 'xla', got {impl!r}.")
 
 
 def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:

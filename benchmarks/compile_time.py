@@ -1,0 +1,85 @@
+"""Compile time of one model's matching-loss programs, cold (no persistent cache).
+
+  python benchmarks/compile_time.py --model=densenet121 --size=32 --program=grad [--scan_layers=6]
+  python benchmarks/compile_time.py --model=densenet121 --size=224 --program=lbfgs --iterations=2
+
+`grad`: one `jax.jit(jax.value_and_grad)` of the L2 matching loss (a double
+backward: the client's gradient, then ∇ of the distance), printing its
+StableHLO size, lowering and compile seconds and one evaluation.
+`lbfgs`: the attack's own programs (`solvers.programs('lbfgs', ...)`, as the
+models study runs them): the init (compile + one evaluation), the chunk's
+lowering and compile, then `--iterations` iterations. Sigmoid, BatchNorm in
+train mode, one image, random weights: Khowaja's study
+(configs/models_study.py). Results: docs/results/throughput.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax.attacks import losses
+from dlg_jax.attacks import solvers
+from dlg_jax.client import protocol as protocol_lib
+from dlg_jax.types import Protocol
+
+_MODEL = flags.DEFINE_string('model', 'densenet121', 'Zoo model name.')
+_SIZE = flags.DEFINE_integer('size', 32, 'Image side.')
+_PROGRAM = flags.DEFINE_enum('program', 'grad', ['grad', 'lbfgs'], 'What to compile.')
+_SCAN = flags.DEFINE_integer('scan_layers', -1, 'DenseNet segment length (-1: the default).')
+_ITERATIONS = flags.DEFINE_integer('iterations', 2, 'lbfgs: iterations run after compiling.')
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  out = jax.block_until_ready(fn())
+  return out, time.perf_counter() - start
+
+
+def main(argv):
+  del argv
+  jax.config.update('jax_enable_compilation_cache', False)
+  options = {'name': _MODEL.value, 'act': 'sigmoid'}
+  if _SCAN.value >= 0:
+    options['scan_layers'] = _SCAN.value
+  model = models.build(options, (_SIZE.value,) * 2 + (3,), 10)
+  variables = model.init(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
+  target = protocol_lib.observe(model, variables, x, jax.nn.one_hot(jnp.array([1]), 10),
+                                protocol=Protocol(), train=True)
+  loss = losses.MatchingLoss(model, True, Protocol(), 'l2')
+  name = f'{_MODEL.value} {_SIZE.value} px {options}'
+  if _PROGRAM.value == 'grad':
+    fn = jax.jit(jax.value_and_grad(lambda z, aux, v: loss(z, aux, variables=v)))
+    args = ({'image': x}, {'target': target, 'labels': jnp.array([1])}, variables)
+    lowered, t_lower = _timed(lambda: fn.lower(*args))
+    compiled, t_compile = _timed(lowered.compile)
+    _, t_eval = _timed(lambda: compiled(*args))
+    print(f'{name}: {lowered.as_text().count(chr(10))} StableHLO lines, lower {t_lower:.1f} s, '
+          f'compile {t_compile:.1f} s, one evaluation {t_eval:.2f} s')
+    return
+  config = {**solvers.LBFGS_DEFAULTS, 'chunk': _ITERATIONS.value, 'block_victims': 0}
+  programs = solvers.programs('lbfgs', loss, config)
+  aux = {'target': jax.tree.map(lambda a: a[None], target), 'labels': jnp.array([[1]])}
+  z = {'image': jax.random.uniform(jax.random.key(2), (1, 1, *x.shape))}
+  shared = {'variables': variables}
+  state, t_init = _timed(lambda: programs.init(z, aux, shared))
+  lowered, t_lower = _timed(lambda: programs.chunk.lower(state, aux, shared))
+  compiled, t_compile = _timed(lowered.compile)
+  (state, _), t_run = _timed(lambda: compiled(state, aux, shared))
+  print(f'{name}: init (compile + 1 evaluation) {t_init:.1f} s, chunk lower {t_lower:.1f} s + '
+        f'compile {t_compile:.1f} s; {_ITERATIONS.value} iterations {t_run:.1f} s '
+        f'({t_run / _ITERATIONS.value:.2f} s each, {int(state.evaluations.sum()) - 1} evaluations)')
+
+
+if __name__ == '__main__':
+  app.run(main)
