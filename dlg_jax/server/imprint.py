@@ -50,7 +50,7 @@ standard deviation) around E: docs/results/malicious_server.md.
 References:
   Fowl, Geiping, Czaja, Goldblum, Goldstein, "Robbing the Fed: Directly
   Obtaining Private Data in Federated Learning with Modified Models",
-  ICLR 2022, https://arxiv.org/abs/2110.13057 (§3, the imprint module).
+  ICLR 2022, arXiv:2110.13057 (§3, the imprint module).
 """
 
 from __future__ import annotations

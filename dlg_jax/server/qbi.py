@@ -29,7 +29,7 @@ Reference:
   Nowak, Bott, Khachaturov, Puppe, Krenzer, Hekalo, "QBI: Quantile-Based
   Bias Initialization for Efficient Private Data Reconstruction in Federated
   Learning", 2024,
-  https://arxiv.org/abs/2406.18745 (the bias rule; not their PAIRS search).
+  arXiv:2406.18745 (the bias rule; not their PAIRS search).
 """
 
 from __future__ import annotations

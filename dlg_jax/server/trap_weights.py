@@ -20,7 +20,7 @@ keeps the weights the run built.
 Reference:
   Boenisch, Dziedzic, Schuster, Shamsabadi, Shumailov, Papernot, "When the
   Curious Abandon Honesty: Federated Learning Is Not Private", EuroS&P 2023,
-  https://arxiv.org/abs/2112.02918 (§4, trap weights).
+  arXiv:2112.02918 (§4, trap weights).
 """
 
 from __future__ import annotations
