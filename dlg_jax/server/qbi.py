@@ -37,7 +37,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dlg_jax.models import Model
@@ -91,15 +90,8 @@ def build(model: Model, variables: PyTree, public_images: np.ndarray, key: jax.A
     key: draws the N(0, 1) weights.
     rate: p, the fraction of public inputs each row fires for (1/B is best).
   """
-  size = int(np.prod(model.input_shape))
-  kernel, _ = trap_weights.layer_kernel(variables, size, server='qbi')
-  weights = trap_weights.trap_kernel(key, size, int(kernel.shape[1]), scale=1.0, sigma=1.0)
-  bias = trap_weights.trap_bias(weights, np.asarray(public_images).reshape(len(public_images), -1),
-                                rate)
-  params = dict(variables['params'])
-  params[LAYER] = {**dict(params[LAYER]), 'kernel': jnp.asarray(weights, jnp.float32),
-                   'bias': jnp.asarray(bias, jnp.float32)}
-  return model, {**dict(variables), 'params': params}
+  return trap_weights.build(model, variables, public_images, key, scale=1.0, rate=rate,
+                            server='qbi', sigma=1.0)
 
 
 def describe(config: Mapping[str, Any]) -> str:

@@ -73,11 +73,16 @@ def layer_kernel(variables: PyTree, size: int, server: str = 'trap_weights'
 
 
 def build(model: Model, variables: PyTree, public_images: np.ndarray, key: jax.Array, *,
-          scale: float, rate: float) -> tuple[Model, PyTree]:
-  """The same model, its first layer's weights replaced by trap weights."""
+          scale: float, rate: float, server: str = 'trap_weights',
+          **kernel_options: float) -> tuple[Model, PyTree]:
+  """The same model, its first layer's weights replaced by trap weights.
+
+  `server` names the config in errors; `kernel_options` go to `trap_kernel`
+  (QBI, server/qbi.py, is this layer with scale 1 and N(0, 1) rows).
+  """
   size = int(np.prod(model.input_shape))
-  kernel, _ = layer_kernel(variables, size)
-  trap = trap_kernel(key, size, int(kernel.shape[1]), scale)
+  kernel, _ = layer_kernel(variables, size, server=server)
+  trap = trap_kernel(key, size, int(kernel.shape[1]), scale, **kernel_options)
   bias = trap_bias(trap, np.asarray(public_images).reshape(len(public_images), -1), rate)
   params = dict(variables['params'])
   params[LAYER] = {**dict(params[LAYER]), 'kernel': jnp.asarray(trap, jnp.float32),
