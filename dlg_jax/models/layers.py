@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from dlg_jax.errors import ConfigError
+from dlg_jax.models import convolution
 
 MASKS = 'dropout_masks'
 
@@ -218,8 +219,7 @@ def conv(x: jax.Array, kernel: jax.Array, strides: int,
   if impl == 'im2col':
     return im2col(x, (kh, kw), strides, pad) @ kernel.reshape(kh * kw * cin, features)
   if impl == 'xla':
-    return jax.lax.conv_general_dilated(x, kernel, (strides, strides), pad,
-                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return convolution.conv(x, kernel, (strides, strides), tuple(map(tuple, pad)))
   raise ConfigError(f"conv impl must be 'im2col' or 'xla', got {impl!r}.")
 
 
