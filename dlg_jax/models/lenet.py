@@ -82,5 +82,5 @@ class LeNet5(_LeNet):
     x = act(layers.Conv(16, (5, 5), padding='VALID', impl=self.conv_impl)(x))
     x = nn.max_pool(x, (2, 2), (2, 2))
     x = x.reshape(x.shape[0], -1)
-    x = act(nn.Dense(120)(x))
-    return act(nn.Dense(84)(x))
+    x = act(layers.dense(120)(x))
+    return act(layers.dense(84)(x))

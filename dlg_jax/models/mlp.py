@@ -41,7 +41,7 @@ class MLP(nn.Module):
     act = layers.activation(self.act)
     x = x.reshape(x.shape[0], -1)
     for i, units in enumerate(self.hidden_sizes):
-      x = act(nn.Dense(units, use_bias=self.use_bias, name=f'dense{i + 1}')(x))
+      x = act(layers.dense(units, use_bias=self.use_bias, name=f'dense{i + 1}')(x))
       if self.dropout_rate > 0:
         x = layers.MaskedDropout(self.dropout_rate, name=f'dropout{i + 1}')(x)
     return layers.classifier(x, self.num_classes, use_bias=self.use_bias, name='head')

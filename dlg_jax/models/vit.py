@@ -48,14 +48,14 @@ class SelfAttention(nn.Module):
     if width % self.num_heads:
       raise ConfigError(f'width {width} is not divisible by {self.num_heads} heads.')
     head_dim = width // self.num_heads
-    qkv = nn.Dense(3 * width, use_bias=False, name='qkv')(x)
+    qkv = layers.dense(3 * width, use_bias=False, name='qkv')(x)
     qkv = qkv.reshape(n, t, 3, self.num_heads, head_dim)
     q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # (N, H, T, D)
     probs = nn.softmax(q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(head_dim), axis=-1)
     if self.dropout_rate > 0:
       probs = layers.MaskedDropout(self.dropout_rate, name='dropout')(probs)
     y = (probs @ v).transpose(0, 2, 1, 3).reshape(n, t, width)
-    y = nn.Dense(width, name='out')(y)
+    y = layers.dense(width, name='out')(y)
     if self.dropout_rate > 0:
       y = layers.MaskedDropout(self.dropout_rate, name='out_dropout')(y)
     return y
@@ -72,11 +72,11 @@ class EncoderBlock(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     x = x + SelfAttention(self.num_heads, self.dropout_rate, name='attention')(
         nn.LayerNorm(name='norm1')(x))
-    y = nn.Dense(self.mlp_dim, name='mlp1')(nn.LayerNorm(name='norm2')(x))
+    y = layers.dense(self.mlp_dim, name='mlp1')(nn.LayerNorm(name='norm2')(x))
     y = layers.activation(self.act)(y)
     if self.dropout_rate > 0:
       y = layers.MaskedDropout(self.dropout_rate, name='mlp_dropout1')(y)
-    y = nn.Dense(x.shape[-1], name='mlp2')(y)
+    y = layers.dense(x.shape[-1], name='mlp2')(y)
     if self.dropout_rate > 0:
       y = layers.MaskedDropout(self.dropout_rate, name='mlp_dropout2')(y)
     return x + y
@@ -113,7 +113,7 @@ class ViT(nn.Module):
     if self.pool not in ('cls', 'mean'):
       raise ConfigError(f"pool must be 'cls' or 'mean', got {self.pool!r}.")
     x = _patchify(x, self.patch_size)
-    x = nn.Dense(self.width, name='patch_embedding')(x)
+    x = layers.dense(self.width, name='patch_embedding')(x)
     if self.pool == 'cls':
       cls = self.param('cls', nn.initializers.normal(1.0), (1, 1, self.width))
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.width)), x], axis=1)
