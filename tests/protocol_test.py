@@ -35,7 +35,9 @@ class ProtocolTest(absltest.TestCase):
     grad = gradients.batch_gradients(self.model, self.variables, self.x, self.t)
     one = protocol.observe(self.model, self.variables, self.x, self.t,
                            protocol=Protocol('fedavg', 1, 0.3))
-    chex.assert_trees_all_close(one, grad, rtol=1e-6, atol=1e-8)
+    # float32: the step runs in a loop, where XLA may sum in another order
+    # (≈2e-8 apart on entries of ≈1e-2).
+    chex.assert_trees_all_close(one, grad, rtol=1e-6, atol=1e-7)
 
   def test_k_steps_are_the_weight_change_over_k_lr(self):
     lr, k = 0.05, 3
