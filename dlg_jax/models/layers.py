@@ -172,12 +172,14 @@ _col2im.defvjp(_col2im_fwd, _col2im_bwd)
 
 
 class Conv(nn.Module):
-  """A 2-D convolution computed as im2col + one matmul (or by XLA's conv).
+  """A 2-D convolution computed as im2col + one matmul, or by XLA's conv
+  (`models.convolution`, derivatives in XLA:CPU's fast layout).
 
-  Why: on CPU, XLA's convolution is slow for the tiny double-backward shapes
-  that gradient matching produces; strided slices + a matmul were measured
-  ≈2.9× faster (BUILD_NOTES.md). Parameters are named and shaped exactly as
-  `flax.linen.Conv`'s ('kernel' HWIO, 'bias'), so the two are interchangeable.
+  Why two: on the LeNets' tiny double-backward shapes strided slices + a
+  matmul stay faster on CPU (1.06 vs 1.46 ms per DLG evaluation per victim,
+  BUILD_NOTES.md); the deep nets use XLA's. Parameters are named and shaped
+  exactly as `flax.linen.Conv`'s ('kernel' HWIO, 'bias'), so the two are
+  interchangeable.
   """
   features: int
   kernel_size: tuple[int, int] = (3, 3)
