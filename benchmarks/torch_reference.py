@@ -391,7 +391,9 @@ class MobileNetV2(nn.Module):
 def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
           num_classes: int) -> nn.Module:
   """The torch twin of `dlg_jax.models.build(config, input_shape, num_classes)`."""
+  from dlg_jax import models  # pylint: disable=g-import-not-at-top
   config = dict(config)
+  config.update(models.parse_options(config.pop('options', '') or ''))
   name = config.pop('name')
   size, _, channels = input_shape
   if name == 'lenet':

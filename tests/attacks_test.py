@@ -288,9 +288,10 @@ class BlocksTest(absltest.TestCase):
   def test_blocks_of_victims_give_the_vmapped_result(self):
     # 3 victims × 2 restarts of a small least-squares problem, in blocks of 2
     # (one full block and a remainder) and all at once.
+    # An empty per-victim leaf rides along, as DLG's (V, 0) fixed labels do.
     loss_fn = lambda z, aux: jnp.sum((aux['a'] @ z['x'] - aux['b']) ** 2)
     aux = {'a': jax.random.normal(jax.random.key(0), (3, 6, 4)),
-           'b': jax.random.normal(jax.random.key(1), (3, 6))}
+           'b': jax.random.normal(jax.random.key(1), (3, 6)), 'labels': jnp.zeros((3, 0))}
     z = {'x': jax.random.normal(jax.random.key(2), (3, 2, 4))}
     opt = optimize.lbfgs(3, 10, form='compact')
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0)
@@ -300,6 +301,33 @@ class BlocksTest(absltest.TestCase):
     chex.assert_trees_all_close(out[2][0].z, out[0][0].z, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out[2][1], out[0][1], rtol=1e-4)
     self.assertEqual(out[2][1].shape, (3, 2, 5))
+
+  def test_a_stalled_lbfgs_lane_stops_and_a_falling_one_goes_on(self):
+    # Lane 0: a quadratic with a floor of 1.0, reached in a few iterations,
+    # after which its loss cannot fall by 1%; lane 1: a quartic without a
+    # floor, whose loss L-BFGS keeps cutting by a constant factor.
+    def loss_fn(z, aux):
+      return jnp.sum(jnp.abs(z['x'] - 1.0) ** aux['power']) + aux['floor']
+    aux = {'power': jnp.array([2.0, 4.0]), 'floor': jnp.array([1.0, 0.0])}
+    z = {'x': jnp.zeros((2, 1, 2))}
+    opt = optimize.lbfgs(3, 10, form='compact')
+    init = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn,
+                                                         track_stall=True)))
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0, patience=4, rtol=0.01)
+    out, trace = optimize.make_chunk(step, 12)(init(z, aux, {}), aux, {})
+    # The rule replayed on the lane's trace: it stops 4 iterations after its
+    # last fall below 0.99 × the loss of the fall before.
+    ref, stale, expected = float(init(z, aux, {}).loss[0, 0]), 0, None
+    for i, loss in enumerate(np.asarray(trace[0, 0])):
+      ref, stale = (loss, 0) if loss < 0.99 * ref else (ref, stale + 1)
+      if stale == 4:
+        expected = i + 1
+        break
+    self.assertIsNotNone(expected)
+    self.assertTrue(bool(out.done[0, 0]))
+    self.assertEqual(int(out.iterations[0, 0]), expected)
+    self.assertTrue(np.isnan(trace[0, 0, expected:]).all())
+    self.assertFalse(bool(out.done[1, 0]))
 
   def test_a_block_whose_lanes_are_all_done_stops_iterating(self):
     # A step that counts every call, done or not: only the block with a

@@ -15,9 +15,11 @@ of weights (another seed, a trained checkpoint, a test) a new program. As
 arguments they are broadcast to every lane and the compiled program is the
 same for any weights of the same shapes.
 
-A lane stops when its loss reaches `tol` (converged) or turns non-finite
-(diverged); a stopped lane keeps its last finite variables while the others go
-on. After the run the lowest-loss restart of each victim is kept: the attacker
+A lane stops when its loss reaches `tol` (converged), turns non-finite
+(diverged), or, with a stall rule (`patience` > 0), has not fallen below
+(1 − `rtol`) × its last reference loss for `patience` accepted steps; a
+stopped lane keeps its last finite variables while the others go on. Every
+rule reads the matching loss only, which the attacker sees. After the run the lowest-loss restart of each victim is kept: the attacker
 can see that loss, never the ground truth.
 
 One *iteration* of L-BFGS here is one `optax.lbfgs` update: a direction from
@@ -56,7 +58,10 @@ class LaneState(NamedTuple):
   # None for L-BFGS, whose line search only accepts decreases.
   best_z: PyTree = None  # variables at the lowest loss seen
   best_loss: jax.Array | None = None
-  stale: jax.Array | None = None  # int32, accepted steps since the last improvement
+  # The stall rule's counter (None: no rule): accepted steps since the loss
+  # last fell below (1 - rtol) × ref_loss, the loss of that last fall.
+  stale: jax.Array | None = None  # int32
+  ref_loss: jax.Array | None = None
 
 
 def check_positive(config, fields: tuple[str, ...]) -> None:
@@ -223,24 +228,28 @@ def lbfgs(memory_size: int, max_linesearch_steps: int,
 
 
 def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
-            patience: int = 0) -> tuple[LaneState, jax.Array]:
+            patience: int = 0, rtol: float = 0.0) -> tuple[LaneState, jax.Array]:
   """Accepts a proposed step unless the lane is done or the step is non-finite.
 
-  With best-so-far tracking, a lane also stops after `patience` (> 0)
-  accepted steps without a new lowest loss (early stopping).
+  With the stall counter kept, a lane also stops after `patience` (> 0)
+  accepted steps in which its loss never fell below (1 − `rtol`) times the
+  loss of the last such fall (`rtol` 0: any new lowest loss).
   """
   active = ~state.done
   finite = jnp.isfinite(loss) & _all_finite(z)
   accept = active & finite
   done = state.done | (active & ~finite) | (accept & (loss <= tol))
-  best = {}
-  if state.best_z is not None:
-    improved = accept & (loss < state.best_loss)
-    stale = jnp.where(improved, 0, state.stale + accept.astype(jnp.int32))
-    best = dict(best_z=_select(improved, z, state.best_z),
-                best_loss=jnp.where(improved, loss, state.best_loss), stale=stale)
+  extra = {}
+  if state.stale is not None:
+    fell = accept & (loss < state.ref_loss * (1.0 - rtol))
+    stale = jnp.where(fell, 0, state.stale + accept.astype(jnp.int32))
+    extra.update(stale=stale, ref_loss=jnp.where(fell, loss, state.ref_loss))
     if patience > 0:
       done = done | (stale >= patience)
+  if state.best_z is not None:
+    improved = accept & (loss < state.best_loss)
+    extra.update(best_z=_select(improved, z, state.best_z),
+                 best_loss=jnp.where(improved, loss, state.best_loss))
   new = LaneState(
       z=_select(accept, z, state.z),
       # No select: a lane that does not accept is done for good (stopped or
@@ -255,7 +264,7 @@ def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
       evaluations=state.evaluations + jnp.where(active, evals, 0).astype(jnp.int32),
       done=done,
       diverged=state.diverged | (active & ~finite),
-      **best,
+      **extra,
   )
   return new, jnp.where(accept, loss, jnp.nan)
 
@@ -268,26 +277,36 @@ def kept(state: LaneState) -> tuple[PyTree, jax.Array]:
 
 
 def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
-              aux: PyTree, shared: PyTree, track_best: bool = False) -> LaneState:
+              aux: PyTree, shared: PyTree, track_best: bool = False,
+              track_stall: bool = False) -> LaneState:
   """Initial state of one lane (one evaluation), for any optimiser here.
 
   `track_best` keeps the lowest-loss variables seen (first-order optimisers,
-  whose loss oscillates); the run then reports those.
+  whose loss oscillates); the run then reports those. `track_stall` (implied
+  by `track_best`) keeps the stall rule's counter.
   """
   loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
   # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
   # chunk would otherwise be traced and compiled twice (weak in, strong out).
   opt_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), opt.init(z))
   bad = ~jnp.isfinite(loss)
-  best = {}
+  start = jnp.where(bad, jnp.inf, loss)
+  extra = {}
+  if track_best or track_stall:
+    extra.update(stale=jnp.int32(0), ref_loss=start)
   if track_best:
-    best = dict(best_z=z, best_loss=jnp.where(bad, jnp.inf, loss), stale=jnp.int32(0))
-  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1), bad, bad, **best)
+    extra.update(best_z=z, best_loss=start)
+  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1), bad, bad, **extra)
 
 
 def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
-               state: LaneState, aux: PyTree, shared: PyTree) -> tuple[LaneState, jax.Array]:
-  """One L-BFGS iteration of one lane; returns the new loss (NaN if stopped)."""
+               state: LaneState, aux: PyTree, shared: PyTree, patience: int = 0,
+               rtol: float = 0.0) -> tuple[LaneState, jax.Array]:
+  """One L-BFGS iteration of one lane; returns the new loss (NaN if stopped).
+
+  `patience` > 0 stops a lane whose loss fell by less than a factor
+  (1 − `rtol`) in that many iterations (needs `init_lane(track_stall=True)`).
+  """
   value_fn = lambda z: loss_fn(z, aux, **shared)
   updates, opt_state = opt.update(state.grad, state.opt_state, state.z, value=state.loss,
                                   grad=state.grad, value_fn=value_fn)
@@ -296,13 +315,13 @@ def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol:
   loss = optax.tree.get(opt_state, 'value')
   grad = optax.tree.get(opt_state, 'grad')
   evals = optax.tree.get(opt_state, 'num_linesearch_steps')
-  return _finish(state, z, opt_state, loss, grad, evals, tol)
+  return _finish(state, z, opt_state, loss, grad, evals, tol, patience, rtol)
 
 
 def first_order_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
                      project: Callable[[PyTree], PyTree], transform_grad: Callable[[PyTree], PyTree],
                      state: LaneState, aux: PyTree, shared: PyTree,
-                     patience: int = 0) -> tuple[LaneState, jax.Array]:
+                     patience: int = 0, rtol: float = 0.0) -> tuple[LaneState, jax.Array]:
   """One step of a first-order optimiser (e.g. Adam on signed gradients).
 
   `transform_grad` maps the raw gradient before the optimiser (Geiping et al.
@@ -310,13 +329,14 @@ def first_order_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn
   their domain after the step (pixels boxed to the data range). The current
   loss reaches the optimiser as `value`, for plateau schedules
   (`optax.contrib.reduce_on_plateau`); `patience` > 0 stops a lane that has
-  not improved for that many steps (needs `init_lane(track_best=True)`).
+  not improved (by a factor 1 − `rtol`) for that many steps (needs
+  `init_lane(track_best=True)`).
   """
   updates, opt_state = opt.update(transform_grad(state.grad), state.opt_state, state.z,
                                   value=state.loss)
   z = project(optax.apply_updates(state.z, updates))
   loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
-  return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol, patience)
+  return _finish(state, z, opt_state, loss, grad, jnp.int32(1), tol, patience, rtol)
 
 
 def vmap_lanes(fn: Callable) -> Callable:
@@ -372,10 +392,11 @@ def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
     if not 0 < block_victims < num_victims:
       return block(state, aux)
     full = num_victims - num_victims % block_victims
+    # Explicit sizes, no -1: a leaf may be empty (DLG's (V, 0) fixed labels).
     blocks = lambda t, a, b: jax.tree.map(
-        lambda x: x[a:b].reshape(-1, block_victims, *x.shape[1:]), t)
+        lambda x: x[a:b].reshape((b - a) // block_victims, block_victims, *x.shape[1:]), t)
     state_b, trace_b = jax.lax.map(lambda sa: block(*sa), blocks((state, aux), 0, full))
-    flat = lambda t: jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), t)
+    flat = lambda t: jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), t)
     state_b, trace_b = flat(state_b), flat(trace_b)
     if full == num_victims:
       return state_b, trace_b

@@ -41,6 +41,10 @@ LBFGS_DEFAULTS = {
     'linesearch_steps': 20,
     'lbfgs_form': 'compact',  # compact | two_loop: the same direction (optimize.lbfgs)
     'tol': 1e-12,  # stop a lane once its matching loss is this small
+    # The stall rule (`optimize._finish`): stop a lane once its loss has not
+    # fallen by a factor (1 - stop_rtol) for stop_patience iterations; 0 = never.
+    'stop_patience': 0,
+    'stop_rtol': 0.0,
     # Victims per vmapped block run one after the other (0: all at once);
     # same results, faster in cache (optimize.make_chunk).
     'block_victims': 8,
@@ -57,6 +61,7 @@ ADAM_DEFAULTS = {
     'schedule': 'multistep',
     'plateau_patience': 800,
     'stop_patience': 0,  # early stop after this many steps without a new best; 0 = never
+    'stop_rtol': 0.0,  # what counts as new: below (1 - stop_rtol) × the last best
     'tol': 0.0,
     'block_victims': 0,
 }
@@ -93,7 +98,24 @@ def check_lbfgs(config: Mapping[str, Any]) -> None:
   optimize.check_choice(config, 'linesearch', optimize.LINESEARCHES)
   optimize.check_positive(config, ('memory', 'linesearch_steps'))
   optimize.check_choice(config, 'lbfgs_form', optimize.LBFGS_FORMS)
+  check_stop(config)
   lanes.check_lanes(config)
+
+
+def check_stop(config: Mapping[str, Any]) -> None:
+  """Raises ConfigError naming `attack.stop_patience` or `attack.stop_rtol`.
+
+  >>> check_stop({'stop_patience': 100, 'stop_rtol': 1.5})
+  Traceback (most recent call last):
+  dlg_jax.errors.ConfigError: attack.stop_rtol must be in [0, 1) (the relative fall that resets attack.stop_patience), got 1.5.
+  """
+  patience, rtol = config['stop_patience'], config['stop_rtol']
+  if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+    raise ConfigError(f'attack.stop_patience must be an integer >= 0 (0: no early stop), '
+                      f'got {patience!r}.')
+  if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
+    raise ConfigError(f'attack.stop_rtol must be in [0, 1) (the relative fall that resets '
+                      f'attack.stop_patience), got {rtol!r}.')
 
 
 def run_lbfgs(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.LossFn,
@@ -160,9 +182,7 @@ def check_adam(config: Mapping[str, Any]) -> None:
   optimize.check_choice(config, 'schedule', SCHEDULES)
   if config['schedule'] == 'plateau':
     optimize.check_positive(config, ('plateau_patience',))
-  if int(config['stop_patience']) < 0:
-    raise ConfigError(f'attack.stop_patience must be >= 0 (0: no early stop), '
-                      f'got {config["stop_patience"]}.')
+  check_stop(config)
   lanes.check_lanes(config)
 
 
@@ -173,7 +193,7 @@ def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Los
 
   Signed Adam on the image (other variables get their raw gradient),
   `project` after each step, best-so-far kept, early stop after
-  `stop_patience` steps without improvement. The labels are `aux['labels']`.
+  `stop_patience` steps without improvement (by a factor 1 − `stop_rtol`). The labels are `aux['labels']`.
 
   Args:
     key: the attacker's key (`lanes.lane_keys`).
@@ -191,10 +211,10 @@ def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Los
 # What a solver's programs depend on, besides the loss: everything else in an
 # attack config (labels, init, restarts, ...) changes the data, not the program.
 _PROGRAM_FIELDS = {
-    'lbfgs': ('memory', 'linesearch_steps', 'linesearch', 'lbfgs_form', 'tol', 'chunk',
-              'block_victims'),
-    'adam': ('lr', 'schedule', 'steps', 'plateau_patience', 'stop_patience', 'tol', 'chunk',
-             'block_victims'),
+    'lbfgs': ('memory', 'linesearch_steps', 'linesearch', 'lbfgs_form', 'tol', 'stop_patience',
+              'stop_rtol', 'chunk', 'block_victims'),
+    'adam': ('lr', 'schedule', 'steps', 'plateau_patience', 'stop_patience', 'stop_rtol', 'tol',
+             'chunk', 'block_victims'),
 }
 
 
@@ -220,14 +240,17 @@ def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple
                     project: Callable[[PyTree], PyTree]) -> lanes.Programs:
   config = dict(settings)
   chunk, block = int(config['chunk']), int(config['block_victims'])
+  patience, rtol = int(config['stop_patience']), float(config['stop_rtol'])
   if solver == 'lbfgs':
     opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
                          config['linesearch'], form=config['lbfgs_form'])
-    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']))
-    return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn), step, chunk, block)
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']),
+                             patience=patience, rtol=rtol)
+    return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn,
+                                            track_stall=patience > 0), step, chunk, block)
   opt = adam(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
-                           project, signed_image_grad, patience=int(config['stop_patience']))
+                           project, signed_image_grad, patience=patience, rtol=rtol)
   return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn, track_best=True),
                         step, chunk, block)
 
