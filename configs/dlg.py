@@ -35,5 +35,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.attack.keep = 1
   config.attack.steps = 4000
   # Speed (BUILD_NOTES.md, "Throughput"): the defaults' compact-form L-BFGS
-  # direction and victims in vmapped blocks of 8.
+  # direction; a lane stops once recovered or stalled, judged by its loss.
+  common.stop_when_recovered(config.attack)
   return common.apply_arg(config, arg)

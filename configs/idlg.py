@@ -21,4 +21,5 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base()  # its attack is iDLG with the defaults: registry.defaults('idlg')
+  common.stop_when_recovered(config.attack)
   return common.apply_arg(config, arg)

@@ -329,6 +329,23 @@ class BlocksTest(absltest.TestCase):
     self.assertTrue(np.isnan(trace[0, 0, expected:]).all())
     self.assertFalse(bool(out.done[1, 0]))
 
+  def test_rel_tol_stops_a_lane_relative_to_the_shared_gradient(self):
+    # A quartic around the 'target' (|target|² = 5): the lane stops at the
+    # first iteration whose loss is at most 0.01 × 5, whatever came before.
+    loss_fn = lambda z, aux: jnp.sum((z['x'] - aux['target']) ** 4)
+    aux = {'target': jnp.array([[1.0, 2.0]])}
+    z = {'x': jnp.zeros((1, 1, 2))}
+    opt = optimize.lbfgs(3, 10, form='compact')
+    init = jax.jit(optimize.vmap_lanes(functools.partial(optimize.init_lane, opt, loss_fn,
+                                                         rel_tol=0.01)))
+    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0)
+    out, trace = optimize.make_chunk(step, 30)(init(z, aux, {}), aux, {})
+    below = np.flatnonzero(np.asarray(trace[0, 0]) <= 0.05)
+    self.assertGreater(below[0], 0)
+    self.assertTrue(bool(out.done[0, 0]))
+    self.assertEqual(int(out.iterations[0, 0]), below[0] + 1)
+    self.assertTrue(np.isnan(trace[0, 0, below[0] + 1:]).all())
+
   def test_a_block_whose_lanes_are_all_done_stops_iterating(self):
     # A step that counts every call, done or not: only the block with a
     # running lane (victims 2, 3) may call it; victims 0, 1 were done.

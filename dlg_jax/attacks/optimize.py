@@ -15,8 +15,9 @@ of weights (another seed, a trained checkpoint, a test) a new program. As
 arguments they are broadcast to every lane and the compiled program is the
 same for any weights of the same shapes.
 
-A lane stops when its loss reaches `tol` (converged), turns non-finite
-(diverged), or, with a stall rule (`patience` > 0), has not fallen below
+A lane stops when its loss reaches `tol` or `rel_tol` × the shared
+gradient's squared norm (converged), turns non-finite (diverged), or, with a
+stall rule (`patience` > 0), has not fallen below
 (1 − `rtol`) × its last reference loss for `patience` accepted steps; a
 stopped lane keeps its last finite variables while the others go on. Every
 rule reads the matching loss only, which the attacker sees. After the run the lowest-loss restart of each victim is kept: the attacker
@@ -62,6 +63,10 @@ class LaneState(NamedTuple):
   # last fell below (1 - rtol) × ref_loss, the loss of that last fall.
   stale: jax.Array | None = None  # int32
   ref_loss: jax.Array | None = None
+  # The relative tolerance's threshold (None: no such rule): rel_tol × the
+  # squared norm of the shared gradient, which is the L2 matching loss of a
+  # dummy whose gradient is zero; so the rule is the same for any gradient scale.
+  stop_below: jax.Array | None = None
 
 
 def check_positive(config, fields: tuple[str, ...]) -> None:
@@ -240,6 +245,9 @@ def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
   accept = active & finite
   done = state.done | (active & ~finite) | (accept & (loss <= tol))
   extra = {}
+  if state.stop_below is not None:
+    done = done | (accept & (loss <= state.stop_below))
+    extra.update(stop_below=state.stop_below)
   if state.stale is not None:
     fell = accept & (loss < state.ref_loss * (1.0 - rtol))
     stale = jnp.where(fell, 0, state.stale + accept.astype(jnp.int32))
@@ -278,12 +286,13 @@ def kept(state: LaneState) -> tuple[PyTree, jax.Array]:
 
 def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
               aux: PyTree, shared: PyTree, track_best: bool = False,
-              track_stall: bool = False) -> LaneState:
+              track_stall: bool = False, rel_tol: float = 0.0) -> LaneState:
   """Initial state of one lane (one evaluation), for any optimiser here.
 
   `track_best` keeps the lowest-loss variables seen (first-order optimisers,
   whose loss oscillates); the run then reports those. `track_stall` (implied
-  by `track_best`) keeps the stall rule's counter.
+  by `track_best`) keeps the stall rule's counter. `rel_tol` > 0 stops the
+  lane once its loss is at most `rel_tol` × |aux['target']|².
   """
   loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
   # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
@@ -296,6 +305,8 @@ def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
     extra.update(stale=jnp.int32(0), ref_loss=start)
   if track_best:
     extra.update(best_z=z, best_loss=start)
+  if rel_tol > 0:
+    extra.update(stop_below=rel_tol * optax.tree.norm(aux['target'], squared=True))
   return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1), bad, bad, **extra)
 
 

@@ -41,6 +41,9 @@ LBFGS_DEFAULTS = {
     'linesearch_steps': 20,
     'lbfgs_form': 'compact',  # compact | two_loop: the same direction (optimize.lbfgs)
     'tol': 1e-12,  # stop a lane once its matching loss is this small
+    # ... or this small relative to the shared gradient's squared norm (the
+    # L2 loss of a zero gradient): scale-free; 0 = off.
+    'rel_tol': 0.0,
     # The stall rule (`optimize._finish`): stop a lane once its loss has not
     # fallen by a factor (1 - stop_rtol) for stop_patience iterations; 0 = never.
     'stop_patience': 0,
@@ -98,6 +101,10 @@ def check_lbfgs(config: Mapping[str, Any]) -> None:
   optimize.check_choice(config, 'linesearch', optimize.LINESEARCHES)
   optimize.check_positive(config, ('memory', 'linesearch_steps'))
   optimize.check_choice(config, 'lbfgs_form', optimize.LBFGS_FORMS)
+  rel_tol = config['rel_tol']
+  if isinstance(rel_tol, bool) or not isinstance(rel_tol, (int, float)) or not 0 <= rel_tol < 1:
+    raise ConfigError(f'attack.rel_tol must be in [0, 1) (0: off; a lane stops once its loss is '
+                      f'below rel_tol × the shared gradient\'s squared norm), got {rel_tol!r}.')
   check_stop(config)
   lanes.check_lanes(config)
 
@@ -211,8 +218,8 @@ def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Los
 # What a solver's programs depend on, besides the loss: everything else in an
 # attack config (labels, init, restarts, ...) changes the data, not the program.
 _PROGRAM_FIELDS = {
-    'lbfgs': ('memory', 'linesearch_steps', 'linesearch', 'lbfgs_form', 'tol', 'stop_patience',
-              'stop_rtol', 'chunk', 'block_victims'),
+    'lbfgs': ('memory', 'linesearch_steps', 'linesearch', 'lbfgs_form', 'tol', 'rel_tol',
+              'stop_patience', 'stop_rtol', 'chunk', 'block_victims'),
     'adam': ('lr', 'schedule', 'steps', 'plateau_patience', 'stop_patience', 'stop_rtol', 'tol',
              'chunk', 'block_victims'),
 }
@@ -246,8 +253,9 @@ def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple
                          config['linesearch'], form=config['lbfgs_form'])
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']),
                              patience=patience, rtol=rtol)
-    return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn,
-                                            track_stall=patience > 0), step, chunk, block)
+    init = functools.partial(optimize.init_lane, opt, loss_fn, track_stall=patience > 0,
+                             rel_tol=float(config['rel_tol']))
+    return lanes.programs(init, step, chunk, block)
   opt = adam(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
                            project, signed_image_grad, patience=patience, rtol=rtol)
