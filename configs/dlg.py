@@ -10,7 +10,8 @@ loss goes on to 4,000 (the attacker sees that loss, never the truth).
   bash benchmarks/two_cores.sh W --config=configs/dlg.py --config.run.chunk_victims=8  # 2 cores
 
 Threat model: labels private (optimised with the image), random weights, FedSGD.
-Measured 2026-12-03 (34a2141): 16/16 victims ≥ 30 dB, mean 49.53 dB, 2 min 52 s on the 2-core CPU.
+Measured 2026-12-03 (f2234eb): 16/16 victims ≥ 30 dB (lowest 33.9), 3.17 s per victim on one core;
+the DLG code beside it: 4/16 recovered, 9.41 s per image (benchmarks/dlg_time_to_result.py).
 More (LFW faces, ablations, timings): docs/results/dlg_idlg.md.
 """
 
