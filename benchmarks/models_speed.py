@@ -165,6 +165,7 @@ def _programs(model, step_kind: str, iters: int, loss_fn):
   from dlg_jax.attacks import optimize  # pylint: disable=g-import-not-at-top
   from dlg_jax.attacks import solvers  # pylint: disable=g-import-not-at-top
   del model
+  loss_fn = solvers.traced_once(loss_fn)
   if step_kind == 'ig':
     config = dict(solvers.ADAM_DEFAULTS)
     opt = solvers.adam(config)

@@ -243,11 +243,26 @@ def programs(solver: str, loss_fn: optimize.LossFn, config: Mapping[str, Any],
   return _cached_programs(solver, loss_fn, settings, project)
 
 
+def traced_once(loss_fn: optimize.LossFn) -> optimize.LossFn:
+  """`loss_fn` as a `jax.jit` of its own inside the solver's programs.
+
+  Why: the init and the chunk both differentiate the loss, and under `vmap`
+  the line search's `while_loop` batches its body more than once (until the
+  batched carries settle). A jitted loss is traced once and reached as one
+  call equation, whose batched and differentiated forms JAX caches; XLA
+  inlines it, so the compiled program is the same. Warm-cache start of
+  ResNet-18 CIFAR, trace + lower of init and chunk (2026-12-03, quiet):
+  IG 4.52 → 3.62 s (the chunk's trace 1.47 → 0.14 s), DLG 10.36 → 9.09 s.
+  """
+  return jax.jit(loss_fn)
+
+
 def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple[str, Any], ...],
                     project: Callable[[PyTree], PyTree]) -> lanes.Programs:
   config = dict(settings)
   chunk, block = int(config['chunk']), int(config['block_victims'])
   patience, rtol = int(config['stop_patience']), float(config['stop_rtol'])
+  loss_fn = traced_once(loss_fn)
   if solver == 'lbfgs':
     opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
                          config['linesearch'], form=config['lbfgs_form'])
