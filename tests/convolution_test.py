@@ -14,6 +14,7 @@ import re
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,6 +113,56 @@ class ConvolutionTest(parameterized.TestCase):
       self.assertIn('dim_labels=b01f_01io->b01f', line)
       self.assertNotIn('feature_group_count', line)
       self.assertNotIn('batch_group_count', line)
+
+
+class DepthwiseTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    jax.config.update('jax_enable_x64', True)
+    self.addCleanup(jax.config.update, 'jax_enable_x64', False)
+
+  @parameterized.parameters(itertools.product((1, 2), ('valid', 'asymmetric', 'one')))
+  def test_derivatives_equal_lax_grouped_conv(self, stride, pad_name):
+    pad = {'valid': ((0, 0), (0, 0)), 'asymmetric': ((1, 2), (0, 1)),
+           'one': ((1, 1), (1, 1))}[pad_name]
+    rng = np.random.default_rng(stride)
+    x = jnp.asarray(rng.normal(size=(2, 7, 8, 5)))
+    kernel = jnp.asarray(rng.normal(size=(3, 3, 1, 5)))
+    c = jnp.asarray(rng.normal(size=jax.eval_shape(
+        lambda: convolution.depthwise(x, kernel, (stride,) * 2, pad)).shape))
+    grouped = lambda x, k: jax.lax.conv_general_dilated(
+        x, k, (stride,) * 2, pad, dimension_numbers=_NHWC, feature_group_count=5)
+    ours = lambda x, k: convolution.depthwise(x, k, (stride,) * 2, pad)
+    chex.assert_trees_all_close(_derivatives(ours, x, kernel, c),
+                                _derivatives(grouped, x, kernel, c), rtol=1e-10, atol=1e-10)
+
+  def test_flax_conv_keeps_its_parameters_and_routes_only_depthwise(self):
+    x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+    for groups, features in ((4, 4), (1, 8), (2, 4)):
+      make = lambda fn: nn.Conv(features, (3, 3), padding=((1, 1), (1, 1)),
+                                feature_group_count=groups, conv_general_dilated=fn)
+      variables = make(jax.lax.conv_general_dilated).init(jax.random.key(1), x)
+      ours = make(convolution.conv_general_dilated)
+      chex.assert_trees_all_equal_shapes(ours.init(jax.random.key(1), x), variables)
+      chex.assert_trees_all_close(ours.apply(variables, x),
+                                  make(jax.lax.conv_general_dilated).apply(variables, x),
+                                  rtol=1e-10, atol=1e-10)
+
+  def test_a_loop_of_matching_steps_holds_no_grouped_convolution(self):
+    kernel = jnp.ones((3, 3, 1, 4))
+
+    def step(x):
+      def loss(x):
+        y = jnp.tanh(convolution.depthwise(x, kernel, (2, 2), ((1, 1), (1, 1))))
+        return jnp.sum(jax.grad(lambda k: jnp.sum(
+            convolution.depthwise(x, k, (2, 2), ((1, 1), (1, 1))) * y))(kernel) ** 2)
+      return x - 0.1 * jax.grad(loss)(x)
+
+    run = jax.jit(lambda xs: jax.lax.fori_loop(0, 2, lambda i, xs: jax.vmap(step)(xs), xs))
+    hlo = run.lower(jnp.ones((3, 1, 8, 8, 4))).compile().as_text()
+    self.assertNotIn('feature_group_count', hlo)
+    self.assertNotRegex(hlo, r'\bconvolution\(')
 
 
 if __name__ == '__main__':

@@ -193,3 +193,58 @@ def _kernel_grad_bwd(strides, pad, k_hw, res, ct):
 
 
 kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
+
+
+def depthwise(x: jax.Array, kernel: jax.Array, strides: Stride, pad: Pad) -> jax.Array:
+  """A depthwise convolution (one filter per channel) as shifted products.
+
+  `kernel` is HWIO with I = 1 and O = the channels of `x` (flax's grouped
+  layout). The sum over the kernel's taps of strided slices of the padded
+  input times each tap's per-channel weights: slices, pads and products,
+  whose derivatives of every order are more of the same, so no grouped
+  convolution (which XLA:CPU runs in its unoptimised loop inside an attack's
+  `while_loop`) appears in any derivative.
+
+  >>> x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+  >>> depthwise(x, jnp.ones((3, 3, 1, 1)), (1, 1), ((1, 1), (1, 1)))[0, 1, 1, 0]
+  Array(45., dtype=float32)
+  """
+  kh, kw, _, channels = kernel.shape
+  if kernel.shape[2] != 1 or x.shape[-1] != channels:
+    raise ValueError(f'depthwise needs an (h, w, 1, C) kernel for C = {x.shape[-1]} input '
+                     f'channels, got kernel shape {kernel.shape}.')
+  padded = jnp.pad(x, ((0, 0), *pad, (0, 0)))
+  n, h, w, _ = padded.shape
+  out_h = (h - kh) // strides[0] + 1
+  out_w = (w - kw) // strides[1] + 1
+  total = None
+  for i in range(kh):
+    for j in range(kw):
+      tap = jax.lax.slice(padded, (0, i, j, 0),
+                          (n, i + strides[0] * (out_h - 1) + 1, j + strides[1] * (out_w - 1) + 1,
+                           channels), (1, strides[0], strides[1], 1)) * kernel[i, j, 0]
+      total = tap if total is None else total + tap
+  return total
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         precision=None):
+  """`lax.conv_general_dilated` for flax's `nn.Conv`, depthwise ones as `depthwise`.
+
+  Pass it as `nn.Conv(..., conv_general_dilated=convolution.conv_general_dilated)`:
+  the module keeps its parameters and names, and a depthwise convolution
+  (groups = channels, NHWC × HWIO, explicit pads, no dilation) runs as
+  shifted products; anything else is `lax.conv_general_dilated` unchanged.
+  """
+  plain = functools.partial(jax.lax.conv_general_dilated, lhs, rhs, window_strides, padding,
+                            lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                            dimension_numbers=dimension_numbers,
+                            feature_group_count=feature_group_count, precision=precision)
+  nhwc = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  undilated = all(d == 1 for d in (lhs_dilation or (1, 1)) + (rhs_dilation or (1, 1)))
+  if (lhs.ndim != 4 or feature_group_count == 1 or feature_group_count != lhs.shape[-1]
+      or rhs.shape[2] != 1 or isinstance(padding, str) or not undilated
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc):
+    return plain()
+  return depthwise(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)))

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dlg_jax.models import convolution
 from dlg_jax.models import layers
 
 # torchvision: kaiming_normal_(mode='fan_out'); classifier N(0, 0.01), bias 0.
@@ -49,9 +50,11 @@ class InvertedResidual(nn.Module):
     y = x
     if self.expansion != 1:
       y = unit(y, hidden, 1, act=nn.relu6)
-    # `layers.Conv` has no groups, so the depthwise conv is XLA's.
+    # flax's grouped conv (same parameters and names), computed as shifted
+    # products: XLA:CPU runs grouped convs in its slow loop inside attacks.
     y = nn.Conv(hidden, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)),
-                feature_group_count=hidden, use_bias=False, kernel_init=_conv_init)(y)
+                feature_group_count=hidden, use_bias=False, kernel_init=_conv_init,
+                conv_general_dilated=convolution.conv_general_dilated)(y)
     y = nn.relu6(layers.batch_norm(train)(y))
     y = unit(y, self.features, 1)
     if self.strides == 1 and x.shape[-1] == self.features:
