@@ -20,8 +20,9 @@ gradient's squared norm (converged), turns non-finite (diverged), or, with a
 stall rule (`patience` > 0), has not fallen below
 (1 − `rtol`) × its last reference loss for `patience` accepted steps; a
 stopped lane keeps its last finite variables while the others go on. Every
-rule reads the matching loss only, which the attacker sees. After the run the lowest-loss restart of each victim is kept: the attacker
-can see that loss, never the ground truth.
+rule reads the matching loss only, which the attacker sees. After the run
+the lowest-loss restart of each victim is kept: the attacker can see that
+loss, never the ground truth.
 
 One *iteration* of L-BFGS here is one `optax.lbfgs` update: a direction from
 the curvature history plus a line search (backtracking by default) that

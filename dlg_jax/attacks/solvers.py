@@ -200,7 +200,8 @@ def run_adam(key: jax.Array, config: Mapping[str, Any], *, loss_fn: optimize.Los
 
   Signed Adam on the image (other variables get their raw gradient),
   `project` after each step, best-so-far kept, early stop after
-  `stop_patience` steps without improvement (by a factor 1 − `stop_rtol`). The labels are `aux['labels']`.
+  `stop_patience` steps without improvement (by a factor 1 − `stop_rtol`).
+  The labels are `aux['labels']`.
 
   Args:
     key: the attacker's key (`lanes.lane_keys`).
