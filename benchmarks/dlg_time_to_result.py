@@ -94,7 +94,7 @@ def torch_dlg(module, image: np.ndarray, label: int, num_classes: int, *, steps:
   for _ in range(steps):
     loss = opt.step(closure)
   seconds = time.perf_counter() - start
-  return {'seconds': seconds, 'evaluations': evaluations, 'loss': float(loss),
+  return {'seconds': seconds, 'evaluations': evaluations, 'loss': float(loss.detach()),
           'label': int(dummy_label.argmax()),
           'image': dummy.detach().permute(0, 2, 3, 1).numpy()[0]}
 
