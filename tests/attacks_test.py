@@ -302,6 +302,45 @@ class BlocksTest(absltest.TestCase):
     np.testing.assert_allclose(out[2][1], out[0][1], rtol=1e-4)
     self.assertEqual(out[2][1].shape, (3, 2, 5))
 
+  def test_a_lazy_start_runs_the_eager_starts_iterations(self):
+    # init_lane(evaluate=False) leaves the start point's evaluation to the
+    # chunk's first, zero-direction step: the same iterations, evaluations
+    # and trace follow, and the init program never traces the loss.
+    traced = []
+
+    def loss_fn(z, aux):
+      traced.append(1)
+      r = aux['a'] @ z['x'] - aux['b']
+      return jnp.sum(r ** 2) + 0.1 * jnp.sum(jnp.cos(z['x']))
+    aux = {'a': jax.random.normal(jax.random.key(0), (3, 6, 4)),
+           'b': jax.random.normal(jax.random.key(1), (3, 6))}
+    z = {'x': jax.random.normal(jax.random.key(2), (3, 2, 4))}
+    for search in ('backtracking', 'zoom'):
+      opt = optimize.lbfgs(3, 10, search, form='compact')
+      step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0, patience=5, rtol=1e-3)
+      out = {}
+      for evaluate in (True, False):
+        init = jax.jit(optimize.vmap_lanes(functools.partial(
+            optimize.init_lane, opt, loss_fn, track_stall=True, evaluate=evaluate)))
+        traced.clear()
+        state = init(z, aux, {})
+        self.assertEqual(bool(traced), evaluate)
+        # 2 × 4 iterations: the memory of 3 wraps, the loss is not yet at
+        # float rounding (where lanes part on last-bit differences).
+        chunk = optimize.make_chunk(step, 4, block_victims=2)
+        first, trace1 = chunk(state, aux, {})
+        kept = jax.tree.map(np.asarray, first)  # the next chunk donates `first`
+        out[evaluate] = (kept, trace1, *chunk(first, aux, {}))
+      (e1, et1, e2, et2), (l1, lt1, l2, lt2) = out[True], out[False]
+      np.testing.assert_array_equal(l1.iterations, 4)
+      for eager, lazy in ((e1, l1), (e2, l2)):
+        np.testing.assert_array_equal(lazy.iterations, eager.iterations)
+        np.testing.assert_array_equal(lazy.evaluations, eager.evaluations)
+        np.testing.assert_array_equal(lazy.done, eager.done)
+        chex.assert_trees_all_close(lazy.z, eager.z, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(np.concatenate([lt1, lt2], -1),
+                                 np.concatenate([et1, et2], -1), rtol=1e-5)
+
   def test_a_stalled_lbfgs_lane_stops_and_a_falling_one_goes_on(self):
     # Lane 0: a quadratic with a floor of 1.0, reached in a few iterations,
     # after which its loss cannot fall by 1%; lane 1: a quartic without a

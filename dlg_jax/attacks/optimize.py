@@ -172,11 +172,14 @@ def scale_by_compact_lbfgs(memory_size: int) -> optax.GradientTransformation:
     yy = state.yy.at[:, slot].set(y_gy[:, 1]).at[slot, :].set(y_gy[:, 1])
     y_norm2 = optax.tree.norm(y, squared=True)
     gamma = jnp.where(y_norm2 > 0.0, optax.tree.vdot(y, s) / y_norm2, 1.0)
-    gamma = jnp.where(first, jnp.minimum(1.0, 1.0 / optax.tree.norm(updates)), gamma)
     # Oldest pair first; empty and skipped pairs (weight 0) drop out exactly:
     # their rows and columns become those of the identity.
     order = (state.count % m + jnp.arange(m)) % m
     valid = weights[order] != 0.0
+    # optax's first-step scaling, also whenever no pair is valid yet: after a
+    # lazy start's zero step (s = 0) optax's γ = s.y / y.y would be 0.
+    gamma = jnp.where(first | ~jnp.any(valid),
+                      jnp.minimum(1.0, 1.0 / optax.tree.norm(updates)), gamma)
     both = valid[:, None] & valid[None, :]
     r = jnp.where(both, jnp.triu(sy[order][:, order]), 0.0) + jnp.diag(jnp.where(valid, 0.0, 1.0))
     d = jnp.where(valid, jnp.diagonal(sy)[order], 0.0)
@@ -269,7 +272,8 @@ def _finish(state: LaneState, z, opt_state, loss, grad, evals, tol,
       opt_state=opt_state,
       loss=jnp.where(accept, loss, state.loss),
       grad=_select(accept, grad, state.grad),
-      iterations=state.iterations + accept.astype(jnp.int32),
+      # A lazy start's first step (no evaluation yet) only evaluates z.
+      iterations=state.iterations + (accept & (state.evaluations > 0)).astype(jnp.int32),
       evaluations=state.evaluations + jnp.where(active, evals, 0).astype(jnp.int32),
       done=done,
       diverged=state.diverged | (active & ~finite),
@@ -287,15 +291,28 @@ def kept(state: LaneState) -> tuple[PyTree, jax.Array]:
 
 def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
               aux: PyTree, shared: PyTree, track_best: bool = False,
-              track_stall: bool = False, rel_tol: float = 0.0) -> LaneState:
+              track_stall: bool = False, rel_tol: float = 0.0,
+              evaluate: bool = True) -> LaneState:
   """Initial state of one lane (one evaluation), for any optimiser here.
 
   `track_best` keeps the lowest-loss variables seen (first-order optimisers,
   whose loss oscillates); the run then reports those. `track_stall` (implied
   by `track_best`) keeps the stall rule's counter. `rel_tol` > 0 stops the
   lane once its loss is at most `rel_tol` × |aux['target']|².
+
+  `evaluate=False` (L-BFGS in compact form) leaves the start point's loss
+  (+inf) and gradient (zero) to the chunk: its first step has a zero
+  direction, which the line search accepts at once, evaluating the start
+  point in the chunk's own loss-and-gradient call. The init program then
+  holds no copy of the double backward, which XLA would compile a second
+  time (DenseNet-121 224: 63.6 s of init; BUILD_NOTES.md, "Compile time").
+  `make_chunk` and `_finish` do not count that step as an iteration.
   """
-  loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
+  if evaluate:
+    loss, grad = jax.value_and_grad(loss_fn)(z, aux, **shared)
+  else:
+    loss = jnp.array(jnp.inf, jnp.result_type(*jax.tree.leaves(z)))
+    grad = optax.tree.zeros_like(z)
   # Strong dtypes: optax initialises some fields as weak-typed scalars, and the
   # chunk would otherwise be traced and compiled twice (weak in, strong out).
   opt_state = jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), opt.init(z))
@@ -308,7 +325,10 @@ def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
     extra.update(best_z=z, best_loss=start)
   if rel_tol > 0:
     extra.update(stop_below=rel_tol * optax.tree.norm(aux['target'], squared=True))
-  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(1), bad, bad, **extra)
+  if not evaluate:
+    bad = jnp.bool_(False)
+  return LaneState(z, opt_state, loss, grad, jnp.int32(0), jnp.int32(int(evaluate)), bad, bad,
+                   **extra)
 
 
 def lbfgs_step(opt: optax.GradientTransformationExtraArgs, loss_fn: LossFn, tol: float,
@@ -390,8 +410,11 @@ def make_chunk(step: Step, chunk_size: int, block_victims: int = 0) -> Step:
 
       def body(carry):
         i, state, trace = carry
+        # A block's lanes start together; a lazy start's evaluating step
+        # (init_lane(evaluate=False)) takes no slot of the chunk.
+        started = jnp.all(state.evaluations > 0).astype(i.dtype)
         state, loss = over_lanes(state, aux, shared)
-        return i + 1, state, trace.at[i].set(loss)
+        return i + started, state, trace.at[i].set(loss)
 
       def running(carry):
         i, state, _ = carry

@@ -247,9 +247,10 @@ def programs(solver: str, loss_fn: optimize.LossFn, config: Mapping[str, Any],
 def traced_once(loss_fn: optimize.LossFn) -> optimize.LossFn:
   """`loss_fn` as a `jax.jit` of its own inside the solver's programs.
 
-  Why: the init and the chunk both differentiate the loss, and under `vmap`
-  the line search's `while_loop` batches its body more than once (until the
-  batched carries settle). A jitted loss is traced once and reached as one
+  Why: the programs differentiate the loss more than once (Adam's init and
+  chunk; L-BFGS's two-loop init), and under `vmap` the line search's
+  `while_loop` batches its body more than once (until the batched carries
+  settle). A jitted loss is traced once and reached as one
   call equation, whose batched and differentiated forms JAX caches; XLA
   inlines it, so the compiled program is the same. Warm-cache start of
   ResNet-18 CIFAR, trace + lower of init and chunk (2026-12-03, quiet):
@@ -269,8 +270,10 @@ def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple
                          config['linesearch'], form=config['lbfgs_form'])
     step = functools.partial(optimize.lbfgs_step, opt, loss_fn, float(config['tol']),
                              patience=patience, rtol=rtol)
+    # optax's two-loop form would take a zero first step for ever (γ = 0).
     init = functools.partial(optimize.init_lane, opt, loss_fn, track_stall=patience > 0,
-                             rel_tol=float(config['rel_tol']))
+                             rel_tol=float(config['rel_tol']),
+                             evaluate=config['lbfgs_form'] != 'compact')
     return lanes.programs(init, step, chunk, block)
   opt = adam(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
