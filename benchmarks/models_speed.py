@@ -159,28 +159,13 @@ def jax_side(model, variables, truth, dummy, label, *, distance: str, tv: float,
 
 # ---------------------------------------------------------------- workers
 
-def _programs(model, step_kind: str, iters: int, loss_fn):
-  """(jitted init over lanes, jitted chunk of `iters` steps), as the solvers build them."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from dlg_jax.attacks import optimize  # pylint: disable=g-import-not-at-top
+def _programs(step_kind: str, iters: int, loss_fn):
+  """The solver's own (init, chunk): every victim in one vmap, no lane stops (tol 0)."""
   from dlg_jax.attacks import solvers  # pylint: disable=g-import-not-at-top
-  del model
-  loss_fn = solvers.traced_once(loss_fn)
-  if step_kind == 'ig':
-    config = dict(solvers.ADAM_DEFAULTS)
-    opt = solvers.adam(config)
-    step = functools.partial(optimize.first_order_step, opt, loss_fn, 0.0, solvers.box,
-                             solvers.signed_image_grad, patience=0)
-    init_lane = functools.partial(optimize.init_lane, opt, loss_fn, track_best=True)
-  else:
-    config = dict(solvers.LBFGS_DEFAULTS)
-    opt = optimize.lbfgs(int(config['memory']), int(config['linesearch_steps']),
-                         config['linesearch'], form=config['lbfgs_form'])
-    # tol 0: no lane stops while it is timed (the models study's setting).
-    step = functools.partial(optimize.lbfgs_step, opt, loss_fn, 0.0)
-    init_lane = functools.partial(optimize.init_lane, opt, loss_fn)
-  return (jax.jit(optimize.vmap_lanes(init_lane)),
-          optimize.make_chunk(step, iters, block_victims=0))
+  solver = 'adam' if step_kind == 'ig' else 'lbfgs'
+  config = {**solvers.DEFAULTS[solver], 'chunk': iters, 'block_victims': 0, 'tol': 0.0}
+  programs = solvers.programs(solver, loss_fn, config)
+  return programs.init, programs.chunk
 
 
 def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +181,7 @@ def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
   model, variables, truth, dummy, label = problem(spec['config'], spec['size'], spec['classes'])
   target = shared_gradient(model, variables, truth, label, train=kind['train'])
   loss_fn = loss_function(model, **kind)
-  init, chunk = _programs(model, job['step'], iters, loss_fn)
+  init, chunk = _programs(job['step'], iters, loss_fn)
   rng = np.random.default_rng(1)
   z0 = {'image': np.concatenate(
       [dummy[None, None], rng.uniform(size=(victims - 1, 1, *dummy.shape)).astype(np.float32)]
