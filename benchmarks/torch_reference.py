@@ -19,8 +19,9 @@ and the same steps:
 benchmark (`models_speed.py`) times nothing whose check fails.
 
 Models mirrored: DLG LeNet, LeNet-5, MLP, ResNet-18 (CIFAR and ImageNet
-stems, any activation), ViT-small, MobileNetV2. Others (DenseNet-121,
-Inception-v3) raise `NotMirrored`.
+stems, any activation), ViT-small, MobileNetV2, DenseNet-121, Inception-v3
+(its branch tables read from dlg_jax; see `InceptionV3`). Dropout variants
+raise `NotMirrored`.
 
 Only benchmarks and tests import this file; the library (dlg_jax/) never
 imports torch. Install: `pip install -r requirements-bench.txt`.
@@ -40,7 +41,8 @@ from benchmarks.models_speed import jax_side
 from benchmarks.models_speed import problem
 
 # Zoo models this file mirrors, by dlg_jax registry name.
-MIRRORED = ('lenet', 'lenet5', 'mlp', 'resnet18', 'vit_small', 'mobilenet_v2')
+MIRRORED = ('lenet', 'lenet5', 'mlp', 'resnet18', 'vit_small', 'mobilenet_v2', 'densenet121',
+            'inception_v3')
 
 
 class NotMirrored(NotImplementedError):
@@ -388,6 +390,170 @@ class MobileNetV2(nn.Module):
     _dense(self.classifier, p['classifier'])
 
 
+class _DenseLayer(nn.Module):
+  """Huang et al.'s pre-activation dense layer: BN–act–1×1 conv–BN–act–3×3 conv (k new maps)."""
+
+  def __init__(self, cin: int, growth_rate: int, bn_size: int, act):
+    super().__init__()
+    self.act = act
+    self.norm0 = nn.BatchNorm2d(cin)
+    self.conv0 = nn.Conv2d(cin, bn_size * growth_rate, 1, bias=False)
+    self.norm1 = nn.BatchNorm2d(bn_size * growth_rate)
+    self.conv1 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, 1, 1, bias=False)
+
+  def forward(self, x):
+    return self.conv1(self.act(self.norm1(self.conv0(self.act(self.norm0(x))))))
+
+  def load_flax(self, p, s):
+    _bn(self.norm0, p['BatchNorm_0'], s['BatchNorm_0'])
+    _conv(self.conv0, p['Conv_0'])
+    _bn(self.norm1, p['BatchNorm_1'], s['BatchNorm_1'])
+    _conv(self.conv1, p['Conv_1'])
+
+
+class DenseNet(nn.Module):
+  """DenseNet (torchvision's layout; the defaults are DenseNet-121): 7×7/2 conv–BN–act,
+  3×3/2 max-pool, dense blocks joined by BN–act–1×1 conv–2×2 average pool
+  transitions, a final BN–act, global average pool and one dense layer."""
+
+  def __init__(self, num_classes: int = 1000, act: str = 'relu', growth_rate: int = 32,
+               block_sizes=(6, 12, 24, 16), bn_size: int = 4, init_features: int = 64,
+               compression: float = 0.5, in_channels: int = 3):
+    super().__init__()
+    self.act = _activation(act)
+    self.conv0 = nn.Conv2d(in_channels, init_features, 7, 2, 3, bias=False)
+    self.norm0 = nn.BatchNorm2d(init_features)
+    c, self.blocks, self.transitions = init_features, nn.ModuleList(), nn.ModuleList()
+    for i, n in enumerate(block_sizes):
+      layers = []
+      for _ in range(n):
+        layers.append(_DenseLayer(c, growth_rate, bn_size, self.act))
+        c += growth_rate
+      self.blocks.append(nn.ModuleList(layers))
+      if i < len(block_sizes) - 1:
+        out = int(c * compression)
+        self.transitions.append(nn.ModuleDict(
+            {'norm': nn.BatchNorm2d(c), 'conv': nn.Conv2d(c, out, 1, bias=False)}))
+        c = out
+    self.norm_final = nn.BatchNorm2d(c)
+    self.classifier = nn.Linear(c, num_classes)
+
+  def forward(self, x):
+    x = F.max_pool2d(self.act(self.norm0(self.conv0(x))), 3, 2, 1)
+    for i, block in enumerate(self.blocks):
+      for layer in block:
+        x = torch.cat([x, layer(x)], 1)
+      if i < len(self.transitions):
+        t = self.transitions[i]
+        x = F.avg_pool2d(t['conv'](self.act(t['norm'](x))), 2, 2)
+    return self.classifier(self.act(self.norm_final(x)).mean(dim=(2, 3)))
+
+  def load_flax(self, variables):
+    p, s = variables['params'], variables['batch_stats']
+    _conv(self.conv0, p['conv0'])
+    # dlg_jax's auto-named norms: the stem's, each transition's, the final one.
+    _bn(self.norm0, p['BatchNorm_0'], s['BatchNorm_0'])
+    for i, block in enumerate(self.blocks):
+      for j, layer in enumerate(block):
+        layer.load_flax(p[f'block{i + 1}_layer{j + 1}'], s[f'block{i + 1}_layer{j + 1}'])
+    for i, t in enumerate(self.transitions):
+      _bn(t['norm'], p[f'BatchNorm_{i + 1}'], s[f'BatchNorm_{i + 1}'])
+      _conv(t['conv'], p[f'transition{i + 1}'])
+    last = f'BatchNorm_{len(self.blocks)}'
+    _bn(self.norm_final, p[last], s[last])
+    _dense(self.classifier, p['classifier'])
+
+
+class _BasicConv(nn.Module):
+  """Inception's BasicConv2d: conv (no bias) – BN (eps 1e-3) – act."""
+
+  def __init__(self, cin: int, step, act):
+    super().__init__()
+    kh, kw = step.kernel_size
+    pad = (kh // 2, kw // 2) if step.padding == 'SAME' else (0, 0)
+    self.conv = nn.Conv2d(cin, step.features, (kh, kw), step.strides, pad, bias=False)
+    self.bn = nn.BatchNorm2d(step.features, eps=1e-3)
+    self.act = act
+
+  def forward(self, x):
+    return self.act(self.bn(self.conv(x)))
+
+  def load_flax(self, p, s):
+    _conv(self.conv, p['Conv_0'])
+    _bn(self.bn, p['BatchNorm_0'], s['BatchNorm_0'])
+
+
+class _Branch(nn.Module):
+  """One Inception branch: convs, pools (3×3/1 average padded by 1 and counting
+  the padding; 3×3/2 max unpadded) and side-by-side splits, in order."""
+
+  def __init__(self, cin: int, steps, act):
+    super().__init__()
+    from dlg_jax.models import inception  # pylint: disable=g-import-not-at-top
+    self.avg, self.max = inception.AVG_POOL, inception.MAX_POOL
+    self.convs, self.kinds, c = nn.ModuleDict(), [], cin
+    for step in steps:
+      if isinstance(step, inception.ConvStep):
+        step = (step,)
+      if isinstance(step, tuple):  # one conv, or a split
+        for conv in step:
+          self.convs[conv.name] = _BasicConv(c, conv, act)
+        self.kinds.append(tuple(conv.name for conv in step))
+        c = sum(conv.features for conv in step)
+      else:
+        self.kinds.append(step)
+    self.out_channels = c
+
+  def forward(self, x):
+    for kind in self.kinds:
+      if kind == self.avg:
+        x = F.avg_pool2d(x, 3, 1, 1)
+      elif kind == self.max:
+        x = F.max_pool2d(x, 3, 2)
+      else:
+        x = torch.cat([self.convs[name](x) for name in kind], 1)
+    return x
+
+  def load_flax(self, p, s):
+    for name, conv in self.convs.items():
+      conv.load_flax(p[name], s[name])
+
+
+class InceptionV3(nn.Module):
+  """Inception-v3 (Szegedy et al. 2016) as torchvision builds it, without the
+  auxiliary head: its logits do not enter the client's loss, so its
+  parameters' gradients are zero on both sides (dlg_jax's XLA drops its
+  computation) and add nothing to either matching loss. The branch tables
+  (torchvision's names, widths and order) are read from
+  `dlg_jax.models.inception`; the gradient check ties the two."""
+
+  def __init__(self, num_classes: int = 1000, act: str = 'relu', in_channels: int = 3):
+    super().__init__()
+    from dlg_jax.models import inception  # pylint: disable=g-import-not-at-top
+    act = _activation(act)
+    self.stem = _Branch(in_channels, inception._STEM, act)  # pylint: disable=protected-access
+    c, self.blocks = self.stem.out_channels, nn.ModuleDict()
+    for name, branches in inception._MIXED_5_6 + inception._MIXED_7:  # pylint: disable=protected-access
+      block = nn.ModuleList([_Branch(c, branch, act) for branch in branches])
+      self.blocks[name] = block
+      c = sum(branch.out_channels for branch in block)
+    self.fc = nn.Linear(c, num_classes)
+
+  def forward(self, x):
+    x = self.stem(x)
+    for block in self.blocks.values():
+      x = torch.cat([branch(x) for branch in block], 1)
+    return self.fc(x.mean(dim=(2, 3)))
+
+  def load_flax(self, variables):
+    p, s = variables['params'], variables['batch_stats']
+    self.stem.load_flax(p, s)
+    for name, block in self.blocks.items():
+      for branch in block:
+        branch.load_flax(p[name], s[name])
+    _dense(self.fc, p['fc'])
+
+
 def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
           num_classes: int) -> nn.Module:
   """The torch twin of `dlg_jax.models.build(config, input_shape, num_classes)`."""
@@ -417,6 +583,13 @@ def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
       raise NotMirrored('mobilenet_v2 with dropout')
     config.pop('conv_impl', None)
     return MobileNetV2(num_classes=num_classes, in_channels=channels, **config)
+  if name in ('densenet121', 'inception_v3'):
+    if config.pop('dropout_rate', 0.0):
+      raise NotMirrored(f'{name} with dropout')
+    config.pop('conv_impl', None)
+    config.pop('scan_layers', None)  # a compile-time layout; the function is the same
+    cls = DenseNet if name == 'densenet121' else InceptionV3
+    return cls(num_classes=num_classes, in_channels=channels, **config)
   raise NotMirrored(f'no torch reference for {name!r} yet (mirrored: {MIRRORED})')
 
 

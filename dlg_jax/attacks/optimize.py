@@ -293,7 +293,7 @@ def init_lane(opt: optax.GradientTransformation, loss_fn: LossFn, z: PyTree,
               aux: PyTree, shared: PyTree, track_best: bool = False,
               track_stall: bool = False, rel_tol: float = 0.0,
               evaluate: bool = True) -> LaneState:
-  """Initial state of one lane (one evaluation), for any optimiser here.
+  """Initial state of one lane, for any optimiser here; evaluates the loss if `evaluate`.
 
   `track_best` keeps the lowest-loss variables seen (first-order optimisers,
   whose loss oscillates); the run then reports those. `track_stall` (implied
@@ -497,7 +497,9 @@ def run(chunk_fn: Step, state: LaneState, aux: PyTree, shared: PyTree, *, steps:
   """Runs chunks until `steps` iterations are done or every lane has stopped.
 
   After each chunk, `progress(iteration, state, snapshot)` gets the snapshot
-  of every victim's best restart that the run records anyway.
+  of every victim's best restart that the run records anyway. Iteration 0's
+  snapshot after a lazy start (`init_lane(evaluate=False)`: no restart has
+  a loss yet) shows each victim's restart 0.
   """
   traces, snapshots = [], [(0, snapshot(take_restart(kept(state)[0], best_restart(state))))]
   done_iters = 0
