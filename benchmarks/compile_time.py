@@ -33,6 +33,7 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import runner
 from dlg_jax.attacks import losses
 from dlg_jax.attacks import solvers
 from dlg_jax.client import protocol as protocol_lib
@@ -43,6 +44,8 @@ _SIZE = flags.DEFINE_integer('size', 32, 'Image side.')
 _PROGRAM = flags.DEFINE_enum('program', 'grad', ['grad', 'lbfgs'], 'What to compile.')
 _SCAN = flags.DEFINE_integer('scan_layers', -1, 'DenseNet segment length (-1: the default).')
 _ITERATIONS = flags.DEFINE_integer('iterations', 2, 'lbfgs: iterations run after compiling.')
+_DISTANCE = flags.DEFINE_enum('distance', 'l2', ['l2', 'cosine'],
+                               'Matching distance (cosine: IG\'s, without TV).')
 _CACHE = flags.DEFINE_string('cache', '', 'Persistent compilation cache folder ("": off, cold).')
 
 
@@ -55,9 +58,7 @@ def _timed(fn):
 def main(argv):
   del argv
   if _CACHE.value:
-    jax.config.update('jax_compilation_cache_dir', _CACHE.value)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
-    jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+    runner.use_compilation_cache(_CACHE.value)  # as a run's `run.compilation_cache`
   else:
     jax.config.update('jax_enable_compilation_cache', False)
   options = {'name': _MODEL.value, 'act': 'sigmoid'}
@@ -68,7 +69,7 @@ def main(argv):
   x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
   target = protocol_lib.observe(model, variables, x, jax.nn.one_hot(jnp.array([1]), 10),
                                 protocol=Protocol(), train=True)
-  loss = losses.MatchingLoss(model, True, Protocol(), 'l2')
+  loss = losses.MatchingLoss(model, True, Protocol(), _DISTANCE.value)
   name = f'{_MODEL.value} {_SIZE.value} px {options}'
   if _PROGRAM.value == 'grad':
     fn = jax.jit(jax.value_and_grad(lambda z, aux, v: loss(z, aux, variables=v)))
