@@ -19,6 +19,8 @@ import numpy as np
 from configs import idlg as idlg_config
 from dlg_jax import chunks
 from dlg_jax.attacks import losses
+from dlg_jax.attacks import solvers
+from dlg_jax.attacks import stored
 from dlg_jax import compare
 from dlg_jax import experiment
 from dlg_jax import parallel
@@ -133,13 +135,21 @@ class ChunkedRunTest(absltest.TestCase):
       return len(count)
     # The solvers jit the loss itself (solvers.traced_once), and JAX keeps
     # that trace across programs: start from empty caches so the first run
-    # traces whatever earlier tests did.
+    # traces whatever earlier tests did; the store of traced programs
+    # (attacks.stored) starts empty too.
     jax.clear_caches()
-    first = traces(0, 'traced_one_chunk')
-    self.assertGreater(first, 0)
-    # Two chunks of two victims, two rounds each: every program is reused,
-    # nothing is traced again.
-    self.assertEqual(traces(2, 'traced_two_chunks'), 0)
+    store = os.path.join(self.tmp, 'store')
+    with mock.patch.object(stored, 'cache_folder', return_value=store):
+      first = traces(0, 'traced_one_chunk')
+      self.assertGreater(first, 0)
+      # Two chunks of two victims, two rounds each: every program is reused,
+      # nothing is traced again.
+      self.assertEqual(traces(2, 'traced_two_chunks'), 0)
+      # A new process (no programs in memory) reads them from the store.
+      solvers.clear_programs()
+      jax.clear_caches()
+      self.assertEqual(traces(0, 'traced_from_the_store'), 0)
+    self.assertLen(os.listdir(os.path.join(store, stored.SUBDIR)), 2)  # init and chunk
 
   def test_report_html_and_compare_hold_the_numbers(self):
     with open(os.path.join(self.full, 'report.html'), encoding='utf-8') as f:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlg_jax.attacks import optimize
+from dlg_jax.attacks import stored
 from dlg_jax.errors import ConfigError
 from dlg_jax.types import AttackResult, ClientUpdate, PyTree
 
@@ -90,10 +91,18 @@ class Programs(NamedTuple):
 
 
 def programs(init_lane: Callable, step: optimize.Step, chunk: int,
-             block_victims: int) -> Programs:
-  """Jits one lane's `init_lane` over every lane, and the chunk of `step`s."""
-  return Programs(jax.jit(optimize.vmap_lanes(init_lane)),
-                  optimize.make_chunk(step, chunk, block_victims=block_victims))
+             block_victims: int, identity: str | None = None) -> Programs:
+  """Jits one lane's `init_lane` over every lane, and the chunk of `step`s.
+
+  With an `identity` (`stored.fingerprint` of everything the two close
+  over), their traces are kept on disk between runs (`stored.stored`).
+  """
+  init = jax.jit(optimize.vmap_lanes(init_lane))
+  chunk_fn = optimize.make_chunk(step, chunk, block_victims=block_victims)
+  if identity is None:
+    return Programs(init, chunk_fn)
+  return Programs(stored.stored(init, f'init {identity}'),
+                  stored.stored(chunk_fn, f'chunk {identity}', donate_argnums=(0,)))
 
 
 def run_lanes(key: jax.Array, config: Mapping[str, Any], aux: PyTree,

@@ -29,6 +29,7 @@ import optax
 
 from dlg_jax.attacks import lanes
 from dlg_jax.attacks import optimize
+from dlg_jax.attacks import stored
 from dlg_jax.errors import ConfigError
 from dlg_jax.types import AttackResult, PyTree
 
@@ -262,6 +263,7 @@ def traced_once(loss_fn: optimize.LossFn) -> optimize.LossFn:
 def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple[str, Any], ...],
                     project: Callable[[PyTree], PyTree]) -> lanes.Programs:
   config = dict(settings)
+  identity = stored.fingerprint((solver, loss_fn, settings, project))
   chunk, block = int(config['chunk']), int(config['block_victims'])
   patience, rtol = int(config['stop_patience']), float(config['stop_rtol'])
   loss_fn = traced_once(loss_fn)
@@ -274,13 +276,18 @@ def _build_programs(solver: str, loss_fn: optimize.LossFn, settings: tuple[tuple
     init = functools.partial(optimize.init_lane, opt, loss_fn, track_stall=patience > 0,
                              rel_tol=float(config['rel_tol']),
                              evaluate=config['lbfgs_form'] != 'compact')
-    return lanes.programs(init, step, chunk, block)
+    return lanes.programs(init, step, chunk, block, identity)
   opt = adam(config)
   step = functools.partial(optimize.first_order_step, opt, loss_fn, float(config['tol']),
                            project, signed_image_grad, patience=patience, rtol=rtol)
   return lanes.programs(functools.partial(optimize.init_lane, opt, loss_fn, track_best=True),
-                        step, chunk, block)
+                        step, chunk, block, identity)
 
 
 # Bounded: each entry holds compiled executables; a sweep revisits few settings.
 _cached_programs = functools.lru_cache(maxsize=16)(_build_programs)
+
+
+def clear_programs() -> None:
+  """Forgets the programs built so far (as a new process would start)."""
+  _cached_programs.cache_clear()
