@@ -24,6 +24,7 @@ from dlg_jax.attacks import objectives
 from dlg_jax.errors import ConfigError
 from dlg_jax.models import densenet
 from dlg_jax.models import layers
+from dlg_jax.models import vit
 
 _SAVED_OPTIMIZATIONS_FLAG = None
 
@@ -198,6 +199,31 @@ class ForwardTest(parameterized.TestCase):
     order = lambda model: objectives.use_order(
         lambda p: model.apply({**variables, 'params': p}, x), variables['params'])
     self.assertEqual(order(scanned), order(unrolled))
+
+  @parameterized.parameters(0.0, 0.3)
+  def test_vit_scanned_blocks_equal_unrolled(self, rate):
+    # One scan over the blocks: same variables, logits, parameter and mask
+    # gradients (DIA's) and forward order (IG's per-layer weights).
+    unrolled = vit.ViT(num_classes=3, width=16, depth=3, num_heads=2, mlp_dim=8,
+                       dropout_rate=rate, scan_blocks=False)
+    scanned = unrolled.clone(scan_blocks=True)
+    x = _images(32)[:2]
+    variables = unrolled.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(scanned.init(jax.random.key(0), x), variables)
+    masks = {}
+    if rate:
+      template = {k: v for k, v in variables.items() if k == layers.MASKS}
+      masks = layers.sample_masks(jax.random.key(1), template, rate)
+    loss = lambda model, v: jnp.sum(model.apply(v, x) ** 2)
+    both = [jax.value_and_grad(loss, argnums=1)(m, {**variables, **masks})
+            for m in (unrolled, scanned)]
+    chex.assert_trees_all_close(both[1], both[0], atol=1e-5, rtol=1e-4)
+    order = lambda model: objectives.use_order(
+        lambda p: model.apply({**variables, **masks, 'params': p}, x), variables['params'])
+    self.assertEqual(order(scanned), order(unrolled))
+    text = lambda model: jax.jit(lambda v: loss(model, v)).lower(variables).as_text()
+    self.assertIn('stablehlo.while', text(scanned))
+    self.assertNotIn('stablehlo.while', text(unrolled))
 
   def test_resnet_rejects_unknown_stem(self):
     model = models.build({'name': 'resnet18', 'stem': 'tiny'}, (32, 32, 3), 10)
