@@ -46,6 +46,8 @@ _MODEL = flags.DEFINE_string('model', 'densenet121', 'Zoo model name.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Image side.')
 _PROGRAM = flags.DEFINE_enum('program', 'grad', ['grad', 'lbfgs'], 'What to compile.')
 _SCAN = flags.DEFINE_integer('scan_layers', -1, 'DenseNet segment length (-1: the default).')
+_ACT = flags.DEFINE_string('act', 'sigmoid', 'Activation (the study\'s sigmoid); "" for a '
+                           'model without the option (MobileNetV2).')
 _OPTIONS = flags.DEFINE_string('options', '', 'More model options, as model.options '
                                '(e.g. "scan_blocks=False" for the ViT).')
 _ITERATIONS = flags.DEFINE_integer('iterations', 2, 'lbfgs: iterations run after compiling.')
@@ -70,7 +72,7 @@ def main(argv):
       stored.cache_folder = lambda: ''
   else:
     jax.config.update('jax_enable_compilation_cache', False)
-  options = {'name': _MODEL.value, 'act': 'sigmoid'}
+  options = {'name': _MODEL.value, **({'act': _ACT.value} if _ACT.value else {})}
   if _SCAN.value >= 0:
     options['scan_layers'] = _SCAN.value
   options.update(models.parse_options(_OPTIONS.value))
