@@ -194,8 +194,11 @@ def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
   # Compile seconds as a run pays them: the first call (which reads or
   # traces the program, lowers, compiles or loads it, and runs it) less a
   # second call of the same program (the run alone).
-  timed = lambda fn, *a: (lambda t0: (jax.block_until_ready(fn(*a)), time.perf_counter() - t0))(
-      time.perf_counter())
+  def timed(fn, *args):
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - start
+
   state, init_first = timed(init, z0, aux, shared)
   _, init_again = timed(init, z0, aux, shared)
   (state, trace), chunk_first = timed(chunk, state, aux, shared)
