@@ -27,6 +27,7 @@ import zipfile
 
 import numpy as np
 
+from dlg_jax import files
 from dlg_jax.errors import ConfigError
 from dlg_jax.types import AttackResult, Private, Scores
 
@@ -86,9 +87,9 @@ def content_digest(path: str) -> str:
   if os.path.isfile(path):
     return _file_digest(path)
   sha = hashlib.sha256()
-  for root, dirs, files in os.walk(path):
+  for root, dirs, names in os.walk(path):
     dirs.sort()
-    for name in sorted(files):
+    for name in sorted(names):
       full = os.path.join(root, name)
       sha.update(os.path.relpath(full, path).encode() + b'\0')
       sha.update(str(os.path.getsize(full)).encode() if '.array_record' in name
@@ -160,10 +161,10 @@ def manifest_path(workdir: str) -> str:
 def write_manifest(workdir: str, record: Mapping[str, Any]) -> None:
   """Keeps what the chunks' fingerprint covers, so a later refusal can name a change."""
   os.makedirs(os.path.dirname(manifest_path(workdir)), exist_ok=True)
-  tmp = manifest_path(workdir) + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(record, f, indent=1, sort_keys=True)
-  os.replace(tmp, manifest_path(workdir))
+  def write(tmp: str) -> None:
+    with open(tmp, 'w') as f:
+      json.dump(record, f, indent=1, sort_keys=True)
+  files.atomic_write(manifest_path(workdir), write)
 
 
 def check_manifest(workdir: str, record: Mapping[str, Any]) -> None:
@@ -207,10 +208,10 @@ def save(file: str, *, fingerprint_: str, victim_ids: np.ndarray, truth: Private
       label_correct=scores.label_correct, snapshot_iterations=its, mse_trace=mse_trace)
   if scores.exact_recovered is not None:
     arrays.update(exact_recovered=scores.exact_recovered, exact_recall=scores.exact_recall)
-  tmp = file + '.tmp'
-  with open(tmp, 'wb') as f:
-    np.savez(f, **arrays)
-  os.replace(tmp, file)
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:
+      np.savez(f, **arrays)
+  files.atomic_write(file, write)
 
 
 def load(file: str, fingerprint_: str, chunk: Chunk | None = None) -> dict[str, np.ndarray]:

@@ -15,14 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from dlg_jax import files
 from dlg_jax import metrics
 from dlg_jax.types import AttackResult, Private, Scores
-
-
-def _atomic_write(path: str, write) -> None:
-  tmp = path + '.tmp'
-  write(tmp)
-  os.replace(tmp, path)
 
 
 def _json_safe(value: Any) -> Any:
@@ -41,7 +36,7 @@ def write_json(path: str, obj: Any) -> None:
     with open(tmp, 'w') as f:
       json.dump(_json_safe(obj), f, indent=2, sort_keys=False)
       f.write('\n')
-  _atomic_write(path, write)
+  files.atomic_write(path, write)
 
 
 def write_text(path: str, text: str) -> None:
@@ -49,12 +44,12 @@ def write_text(path: str, text: str) -> None:
   def write(tmp):
     with open(tmp, 'w', encoding='utf-8') as f:
       f.write(text)
-  _atomic_write(path, write)
+  files.atomic_write(path, write)
 
 
 def save_figure(path: str, fig, dpi: int = 100) -> None:
   """Saves a matplotlib figure as PNG atomically (the figure stays open)."""
-  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format='png'))
+  files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format='png'))
 
 
 def victim_records(scores: Scores, names: tuple[str, ...], result: AttackResult,
@@ -96,7 +91,7 @@ def save_reconstructions(path: str, result: AttackResult, truth: Private) -> Non
                           reconstructions=np.asarray(result.images),
                           true_labels=np.asarray(truth.labels),
                           recovered_labels=np.asarray(result.labels))
-  _atomic_write(path, write)
+  files.atomic_write(path, write)
 
 
 # Images shown in grid.png at most (the first ones; all are in reconstructions.npz):
@@ -130,7 +125,7 @@ def save_grid(path: str, truth: np.ndarray, rec: np.ndarray, psnr: np.ndarray,
     axes[r + 1, c].set_title(f'{per_image_psnr[i]:.1f} dB', fontsize=7)
   fig.suptitle('top: private image   bottom: reconstruction (PSNR)', fontsize=8)
   fig.tight_layout()
-  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
+  files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
   plt.close(fig)
 
 
@@ -154,7 +149,7 @@ def save_curves(path: str, loss_trace: np.ndarray, mse_trace) -> None:
   ax2.set_xlabel('iteration')
   ax2.set_ylabel('MSE to the private image')
   fig.tight_layout()
-  _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
+  files.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format='png'))
   plt.close(fig)
 
 

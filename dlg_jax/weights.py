@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import msgpack
 import numpy as np
 
+from dlg_jax import files
 from dlg_jax import training
 from dlg_jax.errors import ConfigError, MissingFileError
 from dlg_jax.models import Model
@@ -43,10 +44,11 @@ DEFAULTS = {'source': 'random', 'path': '', 'steps': 0, 'lr': 1e-3, 'batch_size'
 def save(path: str, variables: PyTree) -> None:
   """Writes `variables` (params and any batch_stats) as msgpack, atomically."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(flax.serialization.to_bytes(jax.device_get(variables)))
-  os.replace(tmp, path)
+  data = flax.serialization.to_bytes(jax.device_get(variables))
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+  files.atomic_write(path, write)
 
 
 def load(path: str, template: PyTree) -> PyTree:

@@ -20,10 +20,10 @@ import flax.linen as nn
 import numpy as np
 
 from dlg_jax import models
-from dlg_jax.attacks import objectives
 from dlg_jax.errors import ConfigError
 from dlg_jax.models import densenet
 from dlg_jax.models import layers
+from dlg_jax.models import order
 from dlg_jax.models import vit
 
 _SAVED_OPTIMIZATIONS_FLAG = None
@@ -196,9 +196,9 @@ class ForwardTest(parameterized.TestCase):
       chex.assert_trees_all_close(stats_s, stats_u, atol=1e-5, rtol=1e-5)
       chex.assert_trees_all_close(g_s, g_u, atol=1e-5, rtol=1e-4)
     # IG's per-layer weights see the layers in the same forward order.
-    order = lambda model: objectives.use_order(
+    forward_order = lambda model: order.use_order(
         lambda p: model.apply({**variables, 'params': p}, x), variables['params'])
-    self.assertEqual(order(scanned), order(unrolled))
+    self.assertEqual(forward_order(scanned), forward_order(unrolled))
 
   @parameterized.parameters(0.0, 0.3)
   def test_vit_scanned_blocks_equal_unrolled(self, rate):
@@ -218,9 +218,9 @@ class ForwardTest(parameterized.TestCase):
     both = [jax.value_and_grad(loss, argnums=1)(m, {**variables, **masks})
             for m in (unrolled, scanned)]
     chex.assert_trees_all_close(both[1], both[0], atol=1e-5, rtol=1e-4)
-    order = lambda model: objectives.use_order(
+    forward_order = lambda model: order.use_order(
         lambda p: model.apply({**variables, **masks, 'params': p}, x), variables['params'])
-    self.assertEqual(order(scanned), order(unrolled))
+    self.assertEqual(forward_order(scanned), forward_order(unrolled))
     text = lambda model: jax.jit(lambda v: loss(model, v)).lower(variables).as_text()
     self.assertIn('stablehlo.while', text(scanned))
     self.assertNotIn('stablehlo.while', text(unrolled))

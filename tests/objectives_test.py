@@ -12,6 +12,7 @@ from dlg_jax.attacks import objectives
 from dlg_jax.attacks import registry
 from dlg_jax.client import gradients
 from dlg_jax.client import protocol
+from dlg_jax.models import order
 
 SIZE, CLASSES = 16, 4
 
@@ -82,7 +83,7 @@ class UseOrderTest(absltest.TestCase):
                          (8, 8, 3), CLASSES)
     variables = model.init(jax.random.key(0))
     x = jnp.zeros((1, 8, 8, 3))
-    ranks = objectives.use_order(
+    ranks = order.use_order(
         lambda p: model.apply({**variables, 'params': p}, x, train=True), variables['params'])
     paths = [jax.tree_util.keystr(k)
              for k, _ in jax.tree_util.tree_flatten_with_path(variables['params'])[0]]

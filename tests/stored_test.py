@@ -108,6 +108,24 @@ class StoredTest(absltest.TestCase):
       stored.stored(counting(traces), 'damaged')(jnp.zeros(()), jnp.ones(2))
       self.assertEqual(traces, [])
 
+  def test_the_store_keeps_to_its_bound_dropping_the_least_recently_used(self):
+    with store_in(self.folder) as where:
+      program = lambda name: stored.stored(counting([]), name)
+      for name in ('a', 'b'):
+        program(name)(jnp.zeros(()), jnp.ones(2))
+      paths = {name: os.path.join(where, f) for name, f in
+               zip(('a', 'b'), sorted(os.listdir(where), key=lambda f: os.path.getmtime(
+                   os.path.join(where, f))))}
+      os.utime(paths['a'], (1e9, 1e9))  # 'a' written long ago...
+      os.utime(paths['b'], (2e9, 2e9))  # ...and 'b' later still than that
+      program('a')(jnp.zeros(()), jnp.ones(2))  # ...but 'a' read now: recently used
+      size = os.path.getsize(paths['a'])
+      with mock.patch.object(stored, 'max_bytes', return_value=2 * size + size // 2):
+        program('c')(jnp.zeros(()), jnp.ones(2))  # the third entry does not fit
+      self.assertTrue(os.path.exists(paths['a']))
+      self.assertFalse(os.path.exists(paths['b']))
+      self.assertLen(os.listdir(where), 2)
+
   def test_an_unwritable_store_warns_and_the_run_goes_on(self):
     with store_in(self.folder) as where:
       with open(where, 'w') as f:  # a file where the store's folder should be

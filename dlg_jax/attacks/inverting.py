@@ -34,6 +34,7 @@ from dlg_jax.attacks import optimize
 from dlg_jax.attacks import solvers
 from dlg_jax.errors import ConfigError
 from dlg_jax.models import Model
+from dlg_jax.models import order
 from dlg_jax.types import AttackResult, ClientUpdate, PyTree
 
 LABEL_MODES = ('idlg', 'known')
@@ -55,14 +56,14 @@ def cosine_weights(config: Mapping[str, Any], model: Model, variables: PyTree,
   """Per-leaf weights for `attack.layer_weights`, or None when uniform.
 
   Layers are the parameter tensors in the order the forward pass uses them
-  (`objectives.use_order`, one trace, no computation), input side first.
+  (`models.order.use_order`, one trace, no computation), input side first.
   """
   scheme = config.get('layer_weights', '')
   if isinstance(scheme, str) and not scheme:
     return None
   params = variables['params']
   x = jnp.zeros((1, *model.input_shape), jnp.float32)
-  ranks = objectives.use_order(
+  ranks = order.use_order(
       lambda p: model.apply({**variables, 'params': p}, x, train=train), params)
   return objectives.weights_by_use(scheme, ranks)
 

@@ -38,15 +38,21 @@ import importlib.metadata
 import logging
 import os
 import pickle
-import tempfile
 import types
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
+from dlg_jax import files
+
 SUBDIR = 'dlg_jax_programs'  # inside the compilation cache's folder
 _FORMAT = 1  # bump when the file's layout changes
+# The store's size bound when JAX's own cache has none (`jax_compilation_cache_max_size`
+# -1, its default): every edit of dlg_jax keys new entries, so without a bound
+# the folder would only grow. DenseNet-121's two L-BFGS programs at 224 px are
+# the largest entries measured here (see `_prune`).
+DEFAULT_MAX_BYTES = 2 << 30
 # Code from these packages is pinned by their versions (`_environment`), dlg_jax's by its source.
 _PINNED = ('dlg_jax', 'jax', 'jaxlib', 'flax', 'optax', 'chex', 'numpy', 'builtins')
 _FLAGS = ('jax_enable_x64', 'jax_default_matmul_precision', 'jax_default_prng_impl',
@@ -120,9 +126,9 @@ def _source_hash() -> str:
   """sha256 over every dlg_jax source file (path and content)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   digest = hashlib.sha256()
-  for folder, dirs, files in sorted(os.walk(root)):
+  for folder, dirs, names in sorted(os.walk(root)):
     dirs.sort()
-    for file in sorted(f for f in files if f.endswith('.py')):
+    for file in sorted(f for f in names if f.endswith('.py')):
       path = os.path.join(folder, file)
       digest.update(os.path.relpath(path, root).encode())
       with open(path, 'rb') as f:
@@ -225,6 +231,7 @@ def _program(fn: Callable, identity: str, folder: str, in_tree, leaves, avals, s
       return lambda xs: fn(*jax.tree.unflatten(in_tree, xs), **static)
     out_tree = out_trees[-1]
     _write(path, pickle.dumps({'key': text, 'out_tree': out_tree, 'exported': bytes(blob)}))
+    _prune(os.path.dirname(path), keep=path)
   call = jax.jit(exported.call, donate_argnums=donated)
   return lambda xs: jax.tree.unflatten(out_tree, call(*xs))
 
@@ -236,6 +243,10 @@ def _read(path: str, text: str):
       entry = pickle.load(f)
     if entry['key'] != text:  # a hash collision, or a file from elsewhere
       return None, None
+    try:
+      os.utime(path)  # its last use, which `_prune` keeps longest
+    except OSError:
+      pass  # a read-only store still serves
     return jax.export.deserialize(bytearray(entry['exported'])), entry['out_tree']
   except (FileNotFoundError, NotADirectoryError):
     return None, None
@@ -248,15 +259,46 @@ def _read(path: str, text: str):
 
 def _write(path: str, data: bytes) -> None:
   """Writes atomically (rename), so that a killed run or a concurrent one leaves no half file."""
-  tmp = None
+  def write(tmp: str) -> None:
+    with open(tmp, 'wb') as f:
+      f.write(data)
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
+    files.atomic_write(path, write)
   except OSError as e:
-    if tmp is not None and os.path.exists(tmp):
-      os.remove(tmp)
     logging.warning('could not store the traced program in %s (%s); it traces on every start.',
                     os.path.dirname(path), e.strerror)
+
+
+def max_bytes() -> int:
+  """The store's size bound: JAX's cache bound where one is set, else `DEFAULT_MAX_BYTES`."""
+  limit = int(jax.config.jax_compilation_cache_max_size)
+  return limit if limit > 0 else DEFAULT_MAX_BYTES
+
+
+def _prune(folder: str, keep: str) -> None:
+  """Removes the least recently used programs until the folder fits `max_bytes()`.
+
+  A read marks its file used (`_read` touches it), so what goes first is what
+  an older dlg_jax or another model wrote and nothing has read since; `keep`,
+  the program just written, stays whatever its size. Best effort: a file
+  another process removed or holds is skipped.
+  """
+  entries = []
+  try:
+    with os.scandir(folder) as listing:
+      for entry in listing:
+        if entry.name.endswith('.jaxexport') and entry.path != keep:
+          stat = entry.stat()
+          entries.append((stat.st_mtime, stat.st_size, entry.path))
+    total = sum(size for _, size, _ in entries) + os.path.getsize(keep)
+  except OSError:
+    return
+  for _, size, path in sorted(entries):
+    if total <= max_bytes():
+      break
+    try:
+      os.remove(path)
+      total -= size
+    except OSError:
+      pass

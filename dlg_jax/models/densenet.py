@@ -106,7 +106,7 @@ class DenseNet(layers.ConvNet):
 
     def grow(v: jax.Array, axis: int, by: int, fill: float = 0.0) -> jax.Array:
       # lax.pad even when by == 0: each variable is then read once per layer,
-      # in forward order, which `objectives.use_order` (IG's per-layer
+      # in forward order, which `order.use_order` (IG's per-layer
       # weights) walks; a stack alone would read every layer's at once.
       config = [(0, 0, 0)] * v.ndim
       config[axis] = (0, by, 0)

@@ -33,9 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlg_jax.attacks import objectives
 from dlg_jax.errors import ConfigError
 from dlg_jax.models import layers
+from dlg_jax.models import order
 
 
 class SelfAttention(nn.Module):
@@ -131,10 +131,10 @@ class ViT(nn.Module):
       if name in masks:
         own[layers.MASKS] = masks[name]
       # Each variable read once per block, block after block, in the block's
-      # forward order: `objectives.use_order` (IG's per-layer weights) then
+      # forward order: `order.use_order` (IG's per-layer weights) then
       # sees the unrolled order, where a stack alone reads all blocks at once.
       if ranks is None:  # the same for every block
-        ranks = objectives.use_order(lambda v: block.apply(v, x), own)
+        ranks = order.use_order(lambda v: block.apply(v, x), own)
       per_block.append(_in_order(own, ranks))
     stacked = jax.tree.map(lambda *v: jnp.stack(v), *per_block)
     x, _ = jax.lax.scan(lambda h, v: (block.apply(v, h), None), x, stacked)
