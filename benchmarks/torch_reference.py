@@ -587,7 +587,8 @@ def build(config: Mapping[str, Any], input_shape: tuple[int, int, int],
     if config.pop('dropout_rate', 0.0):
       raise NotMirrored(f'{name} with dropout')
     config.pop('conv_impl', None)
-    config.pop('scan_layers', None)  # a compile-time layout; the function is the same
+    for layout in ('scan_layers', 'unrolled_blocks'):  # compile-time layouts; the function is the same
+      config.pop(layout, None)
     cls = DenseNet if name == 'densenet121' else InceptionV3
     return cls(num_classes=num_classes, in_channels=channels, **config)
   raise NotMirrored(f'no torch reference for {name!r} yet (mirrored: {MIRRORED})')

@@ -169,15 +169,16 @@ class ForwardTest(parameterized.TestCase):
     chex.assert_trees_all_close(run(build('im2col')), run(build('xla')),
                                 atol=1e-4, rtol=1e-4)
 
-  @parameterized.parameters(0.0, 0.3)
-  def test_densenet_scanned_layers_equal_unrolled(self, rate):
-    # Segments of 2 scanned layers (one full, one of 1 in the block of 3):
+  @parameterized.parameters((0.0, 0), (0.3, 0), (0.3, 1))
+  def test_densenet_scanned_layers_equal_unrolled(self, rate, unrolled_blocks):
+    # Segments of 2 scanned layers (one full, one of 1 in the block of 3),
+    # from the first block or (unrolled_blocks=1) only in the second:
     # same variable tree and initial values, same logits, batch statistics,
     # parameter gradients and dropout masks' effect as the unrolled layers.
     unrolled = densenet.DenseNet(num_classes=3, block_sizes=(3, 2), growth_rate=4,
                                  init_features=8, bn_size=2, act='sigmoid', dropout_rate=rate,
                                  scan_layers=0)
-    scanned = unrolled.clone(scan_layers=2)
+    scanned = unrolled.clone(scan_layers=2, unrolled_blocks=unrolled_blocks)
     x = _images(16)[:2]
     variables = unrolled.init(jax.random.key(0), x)
     chex.assert_trees_all_equal(scanned.init(jax.random.key(0), x), variables)

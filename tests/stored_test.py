@@ -117,7 +117,7 @@ class StoredTest(absltest.TestCase):
                zip(('a', 'b'), sorted(os.listdir(where), key=lambda f: os.path.getmtime(
                    os.path.join(where, f))))}
       os.utime(paths['a'], (1e9, 1e9))  # 'a' written long ago...
-      os.utime(paths['b'], (2e9, 2e9))  # ...and 'b' later still than that
+      os.utime(paths['b'], (1.5e9, 1.5e9))  # ...and 'b' later than that
       program('a')(jnp.zeros(()), jnp.ones(2))  # ...but 'a' read now: recently used
       size = os.path.getsize(paths['a'])
       with mock.patch.object(stored, 'max_bytes', return_value=2 * size + size // 2):

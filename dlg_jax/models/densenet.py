@@ -1,8 +1,10 @@
 """DenseNet-121 (Huang et al. 2017), parameter-for-parameter torchvision's.
 
-The dense layers of a block run as scanned segments (`scan_layers`), each
-layer's variables under its own name, so the compiled program does not grow
-with depth; `scan_layers=0` unrolls them.
+The dense layers of the deep blocks run as scanned segments (`scan_layers`),
+each layer's variables under its own name, so the compiled program does not
+grow with their depth; the first `unrolled_blocks` blocks, at high resolution,
+stay unrolled, where a scan's own bookkeeping costs more than it saves;
+`scan_layers=0` unrolls them all.
 
 Pre-activation dense layers (BN–ReLU–1×1 conv to ``bn_size * growth_rate`` –
 BN–ReLU–3×3 conv to ``growth_rate``), each concatenated onto its block's input;
@@ -72,6 +74,12 @@ class DenseNet(layers.ConvNet):
       many (`_scanned`; 0: unrolled, one copy of the layer per layer in the
       program). 6 compiles DenseNet-121's double backward in 18.8 s instead
       of 61.6 s at 32 px (BUILD_NOTES.md, "Model zoo and the models study").
+    unrolled_blocks: the first this many blocks run unrolled even with
+      `scan_layers`. A scan stacks each step's full-width feature buffer for
+      the backward passes, zero-fills those stacks and copies them; at 56×56
+      and 28×28 that cost more than the layers: at 224 px, one core, an IG
+      evaluation 1.25 → 0.99 s and a DLG one 1.70 → 1.10 s with 2, the
+      program compiling in 35 → 42 s (unrolled entirely: 0.90 s, 69 s).
     conv_impl, act: see `layers.ConvNet` (keyword-only).
   """
   num_classes: int = 10
@@ -82,6 +90,7 @@ class DenseNet(layers.ConvNet):
   compression: float = 0.5
   dropout_rate: float = 0.0
   scan_layers: int = 6
+  unrolled_blocks: int = 2
 
   def _scanned(self, x: jax.Array, names: list[str], train: bool) -> jax.Array:
     """Dense layers `names` as one `lax.scan`: the program holds one layer, not L.
@@ -151,7 +160,7 @@ class DenseNet(layers.ConvNet):
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     for i, num_layers in enumerate(self.block_sizes):
       names = [f'block{i + 1}_layer{j + 1}' for j in range(num_layers)]
-      if self.scan_layers:
+      if self.scan_layers and i >= self.unrolled_blocks:
         for start in range(0, num_layers, self.scan_layers):
           x = self._scanned(x, names[start:start + self.scan_layers], train)
       else:

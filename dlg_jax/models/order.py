@@ -27,6 +27,7 @@ def use_order(fn: Callable[[PyTree], object], tree: PyTree) -> tuple[int, ...]:
   the layer order from input to output, which per-layer weights need and the
   alphabetical leaf order of a params dict does not give.
 
+  >>> import jax.numpy as jnp
   >>> use_order(lambda t: t['a'] @ (t['b'] * 2), {'a': jnp.ones(2), 'b': jnp.ones((2, 2))})
   (1, 0)
   """
