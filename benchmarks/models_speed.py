@@ -73,7 +73,11 @@ if ROOT not in sys.path:
 # Model -> its zoo config, input size and classes as its study uses them;
 # iters: iterations per timed dlg_jax chunk; torch_iters: timed PyTorch IG
 # iterations; torch_calls / torch_max_iter: timed `LBFGS.step()` calls and
-# their inner iterations (DLG's 20 where affordable).
+# their inner iterations (DLG's 20 where affordable). A chunk call has a
+# fixed cost besides its iterations (copying L-BFGS's 100-step history in and
+# out: 0.3-0.4 s on DenseNet-121 at 224 px, one core); a run's chunks are 100
+# iterations long, so a one-iteration chunk overstates the iteration (1.35-1.58
+# s against 0.98 s in a chunk of 3, 2026-12-04).
 SPECS: dict[str, dict[str, Any]] = {
     'dlg_lenet': dict(config={'name': 'lenet', 'act': 'sigmoid'}, size=32, classes=100,
                       iters=50, torch_iters=50, torch_calls=5, torch_max_iter=20),
@@ -87,7 +91,7 @@ SPECS: dict[str, dict[str, Any]] = {
                          size=224, classes=1000, iters=2, torch_iters=3, torch_calls=1,
                          torch_max_iter=3),
     'densenet121': dict(config={'name': 'densenet121', 'act': 'sigmoid'}, size=224,
-                        classes=1000, iters=1, torch_iters=2, torch_calls=1, torch_max_iter=2),
+                        classes=1000, iters=3, torch_iters=2, torch_calls=1, torch_max_iter=2),
     'inception_v3': dict(config={'name': 'inception_v3', 'act': 'sigmoid'}, size=299,
                          classes=1000, iters=1, torch_iters=2, torch_calls=1, torch_max_iter=2),
     'mobilenet_v2': dict(config={'name': 'mobilenet_v2'}, size=224, classes=1000,
