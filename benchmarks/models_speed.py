@@ -74,8 +74,8 @@ if ROOT not in sys.path:
 # iters: iterations per timed dlg_jax chunk; torch_iters: timed PyTorch IG
 # iterations; torch_calls / torch_max_iter: timed `LBFGS.step()` calls and
 # their inner iterations (DLG's 20 where affordable). A chunk call has a
-# fixed cost besides its iterations (copying L-BFGS's 100-step history in and
-# out: 0.3-0.4 s on DenseNet-121 at 224 px, one core); a run's chunks are 100
+# fixed cost besides its iterations (0.3-0.4 s on DenseNet-121 at 224 px, one
+# core, 60 ms of it copying L-BFGS's 100-step history); a run's chunks are 100
 # iterations long, so a one-iteration chunk overstates the iteration (1.35-1.58
 # s against 0.98 s in a chunk of 3, 2026-12-04).
 SPECS: dict[str, dict[str, Any]] = {
