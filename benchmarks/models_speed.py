@@ -93,7 +93,7 @@ SPECS: dict[str, dict[str, Any]] = {
     'densenet121': dict(config={'name': 'densenet121', 'act': 'sigmoid'}, size=224,
                         classes=1000, iters=3, torch_iters=2, torch_calls=1, torch_max_iter=2),
     'inception_v3': dict(config={'name': 'inception_v3', 'act': 'sigmoid'}, size=299,
-                         classes=1000, iters=1, torch_iters=2, torch_calls=1, torch_max_iter=2),
+                         classes=1000, iters=3, torch_iters=2, torch_calls=1, torch_max_iter=2),
     'mobilenet_v2': dict(config={'name': 'mobilenet_v2'}, size=224, classes=1000,
                          iters=2, torch_iters=3, torch_calls=1, torch_max_iter=3),
     'vit_small': dict(config={'name': 'vit_small'}, size=32, classes=10,
