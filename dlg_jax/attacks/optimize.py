@@ -379,7 +379,10 @@ def flat_lanes(lanes: PyTree, aux: PyTree) -> tuple[PyTree, PyTree, Callable[[Py
   backward) once per vmap level, so two levels made tracing the larger part
   of a warm-cache start (ResNet-18 DLG: trace 4.6 → 3.2 s; BUILD_NOTES.md,
   "Throughput", "One vmap over the lanes"). The price: `aux` is held once per
-  restart rather than once per victim.
+  restart rather than once per victim, V·R shared gradients among the chunk's
+  temporaries (ResNet-18 CIFAR, 4 victims × 8 restarts: 1,364 of 5,076 MB;
+  benchmarks/lane_memory.py). Indexing the victim's entry inside the map
+  instead did not help: XLA materialised the gather just the same (1,385 MB).
 
   >>> z, aux, unflat = flat_lanes(jnp.zeros((2, 3, 5)), jnp.arange(2))
   >>> z.shape, aux.tolist(), unflat(z).shape
