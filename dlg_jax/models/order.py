@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jax.extend import core as jax_core
 
 from dlg_jax.types import PyTree
@@ -57,3 +58,23 @@ def use_order(fn: Callable[[PyTree], object], tree: PyTree) -> tuple[int, ...]:
   for rank, i in enumerate(by_use):
     ranks[i] = rank
   return tuple(ranks)
+
+
+def in_use_order(tree: PyTree, ranks: tuple[int, ...]) -> PyTree:
+  """`tree` with each leaf passed through a no-op, in the order of `ranks` (`use_order`'s).
+
+  A scanned model stacks its layers' variables, which would read every
+  layer's at once; reading each layer's through this, layer after layer,
+  keeps the order `use_order` sees that of the unrolled model.
+
+  >>> import jax.numpy as jnp
+  >>> tree = {'a': jnp.ones(2), 'b': jnp.zeros(2)}
+  >>> use_order(lambda t: in_use_order(t, (1, 0))['a'] + 0, tree)
+  (1, 0)
+  """
+  leaves, structure = jax.tree.flatten(tree)
+  touched = [None] * len(leaves)
+  for i in sorted(range(len(leaves)), key=lambda i: ranks[i]):
+    touched[i] = jax.lax.pad(leaves[i], jnp.zeros((), leaves[i].dtype),
+                             [(0, 0, 0)] * leaves[i].ndim)
+  return jax.tree.unflatten(structure, touched)

@@ -135,7 +135,7 @@ class ViT(nn.Module):
       # sees the unrolled order, where a stack alone reads all blocks at once.
       if ranks is None:  # the same for every block
         ranks = order.use_order(lambda v: block.apply(v, x), own)
-      per_block.append(_in_order(own, ranks))
+      per_block.append(order.in_use_order(own, ranks))
     stacked = jax.tree.map(lambda *v: jnp.stack(v), *per_block)
     x, _ = jax.lax.scan(lambda h, v: (block.apply(v, h), None), x, stacked)
     return x
@@ -162,16 +162,6 @@ class ViT(nn.Module):
                          name=name)(x)
     x = x[:, 0] if self.pool == 'cls' else jnp.mean(x, axis=1)
     return layers.classifier(nn.LayerNorm(name='norm')(x), self.num_classes, name='head')
-
-
-def _in_order(variables: dict, ranks: tuple[int, ...]) -> dict:
-  """`variables` with each leaf passed through a no-op, in the order of `ranks`."""
-  leaves, tree = jax.tree.flatten(variables)
-  touched = [None] * len(leaves)
-  for i in sorted(range(len(leaves)), key=lambda i: ranks[i]):
-    touched[i] = jax.lax.pad(leaves[i], jnp.zeros((), leaves[i].dtype),
-                             [(0, 0, 0)] * leaves[i].ndim)
-  return jax.tree.unflatten(tree, touched)
 
 
 def _patchify(x: jax.Array, patch: int) -> jax.Array:
