@@ -79,8 +79,10 @@ def main(argv):
   model = models.build(options, (_SIZE.value,) * 2 + (3,), 10)
   variables = model.init(jax.random.key(0))
   x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
-  target = protocol_lib.observe(model, variables, x, jax.nn.one_hot(jnp.array([1]), 10),
-                                protocol=Protocol(), train=True)
+  # Jitted: eagerly, each op of the double backward is its own small program (≈60 s here).
+  target = jax.jit(lambda v, xx: protocol_lib.observe(
+      model, v, xx, jax.nn.one_hot(jnp.array([1]), 10), protocol=Protocol(), train=True))(
+          variables, x)
   loss = losses.MatchingLoss(model, True, Protocol(), _DISTANCE.value)
   name = f'{_MODEL.value} {_SIZE.value} px {options}'
   if _PROGRAM.value == 'grad':

@@ -330,6 +330,24 @@ class DropoutMaskTest(parameterized.TestCase):
     self.assertFalse(np.allclose(dropped, apply(variables, x, None), atol=1e-4))
 
 
+class InitTest(absltest.TestCase):
+
+  def test_init_is_one_program_shared_by_equal_models(self):
+    def build():
+      return models.build({'name': 'resnet18', 'options': 'width=4'}, (16, 16, 3), 10)
+    model = build()
+    before = models._initial_variables._cache_size()  # pylint: disable=protected-access
+    variables = model.init(jax.random.key(0))
+    again = build().init(jax.random.key(0))
+    self.assertEqual(models._initial_variables._cache_size(), before + 1)  # pylint: disable=protected-access
+    chex.assert_trees_all_equal(variables, again)
+    self.assertEqual(set(variables), {'params', 'batch_stats'})
+    # The eager initialisers' values, up to XLA fusing each scale into its sampling.
+    x = jnp.zeros((1, 16, 16, 3))
+    eager = dict(model.module.init(jax.random.key(0), x, train=False))
+    chex.assert_trees_all_close(variables, eager, rtol=1e-6, atol=1e-7)
+
+
 class BuildTest(absltest.TestCase):
 
   def test_unknown_name_lists_choices(self):
