@@ -11,8 +11,8 @@ table.{md,csv,json}, curves.json; `--config.models.<name>.steps` shortens a mode
   python launch.py --config=configs/models_study.py:smoke --workdir=runs/models_study_smoke
 
 Threat model: labels recovered, random weights, BatchNorm in train mode, FedSGD.
-Measured 2026-12-03 (166ab0a): all four × 300 iterations in 33 min on the 2-core CPU; final MSE
-LeNet 0.0053, ResNet-18 0.207, DenseNet-121 0.141, Inception-v3 0.202 (the study's ranking).
+Measured 2026-12-04 (703454f): all four × 300 iterations in 24 min on the 2-core CPU; final MSE
+LeNet 0.0053, ResNet-18 0.207, DenseNet-121 0.139, Inception-v3 0.205 (the study's ranking).
 More (all four models, CPU and GPU runs): docs/results/models_study.md.
 """
 
