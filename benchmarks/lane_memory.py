@@ -45,8 +45,10 @@ def main(argv):
   model = models.build({'name': _MODEL.value, 'act': 'sigmoid'}, (_SIZE.value,) * 2 + (3,), 10)
   variables = model.init(jax.random.key(0))
   x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
-  target = protocol_lib.observe(model, variables, x, jax.nn.one_hot(jnp.array([1]), 10),
-                                protocol=Protocol(), train=True)
+  # Jitted, as in compile_time.py: eagerly each op is its own small program.
+  target = jax.jit(lambda v, xx: protocol_lib.observe(
+      model, v, xx, jax.nn.one_hot(jnp.array([1]), 10), protocol=Protocol(), train=True))(
+          variables, x)
   gradient_mb = sum(a.nbytes for a in jax.tree.leaves(target)) / _MB
   loss = losses.MatchingLoss(model, True, Protocol(), 'l2')
   config = {**solvers.LBFGS_DEFAULTS, 'chunk': 1, 'block_victims': 0}
