@@ -30,17 +30,14 @@ import time
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import matching_problem  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dlg_jax import models
 from dlg_jax import runner
-from dlg_jax.attacks import losses
 from dlg_jax.attacks import solvers
 from dlg_jax.attacks import stored
-from dlg_jax.client import protocol as protocol_lib
-from dlg_jax.types import Protocol
 
 _MODEL = flags.DEFINE_string('model', 'densenet121', 'Zoo model name.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Image side.')
@@ -76,18 +73,15 @@ def main(argv):
   if _SCAN.value >= 0:
     options['scan_layers'] = _SCAN.value
   options.update(models.parse_options(_OPTIONS.value))
-  model = models.build(options, (_SIZE.value,) * 2 + (3,), 10)
-  variables = model.init(jax.random.key(0))
-  x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
-  # Jitted: eagerly, each op of the double backward is its own small program (≈60 s here).
-  target = jax.jit(lambda v, xx: protocol_lib.observe(
-      model, v, xx, jax.nn.one_hot(jnp.array([1]), 10), protocol=Protocol(), train=True))(
-          variables, x)
-  loss = losses.MatchingLoss(model, True, Protocol(), _DISTANCE.value)
+  problem = matching_problem.build(options, _SIZE.value, 10)
+  variables = problem.variables
+  target = matching_problem.shared_gradient(problem, train=True)
+  loss = matching_problem.loss_function(problem.model, distance=_DISTANCE.value, train=True)
+  labels = problem.label
   name = f'{_MODEL.value} {_SIZE.value} px {options}'
   if _PROGRAM.value == 'grad':
     fn = jax.jit(jax.value_and_grad(lambda z, aux, v: loss(z, aux, variables=v)))
-    args = ({'image': x}, {'target': target, 'labels': jnp.array([1])}, variables)
+    args = ({'image': problem.dummy}, {'target': target, 'labels': labels}, variables)
     lowered, t_lower = _timed(lambda: fn.lower(*args))
     compiled, t_compile = _timed(lowered.compile)
     _, t_eval = _timed(lambda: compiled(*args))
@@ -96,8 +90,8 @@ def main(argv):
     return
   config = {**solvers.LBFGS_DEFAULTS, 'chunk': _ITERATIONS.value, 'block_victims': 0}
   programs = solvers.programs('lbfgs', loss, config)
-  aux = {'target': jax.tree.map(lambda a: a[None], target), 'labels': jnp.array([[1]])}
-  z = {'image': jax.random.uniform(jax.random.key(2), (1, 1, *x.shape))}
+  aux = {'target': jax.tree.map(lambda a: a[None], target), 'labels': labels[None]}
+  z = {'image': problem.dummy[None, None]}
   shared = {'variables': variables}
   state, t_init = _timed(lambda: programs.init(z, aux, shared))
   if _CACHE.value:

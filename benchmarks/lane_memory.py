@@ -25,11 +25,8 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dlg_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from dlg_jax.attacks import losses
+from benchmarks import matching_problem  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dlg_jax.attacks import solvers
-from dlg_jax.client import protocol as protocol_lib
-from dlg_jax.types import Protocol
 
 _MODEL = flags.DEFINE_string('model', 'resnet18', 'Zoo model name.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Input height and width.')
@@ -42,15 +39,11 @@ _MB = 1 << 20
 def main(argv):
   del argv
   jax.config.update('jax_enable_compilation_cache', False)
-  model = models.build({'name': _MODEL.value, 'act': 'sigmoid'}, (_SIZE.value,) * 2 + (3,), 10)
-  variables = model.init(jax.random.key(0))
-  x = jax.random.uniform(jax.random.key(1), (1, _SIZE.value, _SIZE.value, 3))
-  # Jitted, as in compile_time.py: eagerly each op is its own small program.
-  target = jax.jit(lambda v, xx: protocol_lib.observe(
-      model, v, xx, jax.nn.one_hot(jnp.array([1]), 10), protocol=Protocol(), train=True))(
-          variables, x)
+  problem = matching_problem.build({'name': _MODEL.value, 'act': 'sigmoid'}, _SIZE.value, 10)
+  variables, x = problem.variables, problem.truth
+  target = matching_problem.shared_gradient(problem, train=True)
   gradient_mb = sum(a.nbytes for a in jax.tree.leaves(target)) / _MB
-  loss = losses.MatchingLoss(model, True, Protocol(), 'l2')
+  loss = matching_problem.loss_function(problem.model, distance='l2', train=True)
   config = {**solvers.LBFGS_DEFAULTS, 'chunk': 1, 'block_victims': 0}
   shared = {'variables': variables}
 

@@ -38,8 +38,9 @@ What it measures, each in its own subprocess, one after the other:
    PyTorch step again on core 0 (`--torch_after`, the figure is the mean).
 3. dlg_jax unpinned with XLA's default threads ("both cores").
 
-The JAX side is the project's code path: `models.build`, `protocol.observe`
-for the shared gradient, `losses.matching_loss`, `optimize.init_lane`,
+The JAX side is the project's code path (the problem: `matching_problem.py`):
+`models.build`, `protocol.observe` for the shared gradient,
+`losses.MatchingLoss`, `optimize.init_lane`,
 `optimize.first_order_step` with `solvers.adam` / `signed_image_grad` /
 `box`, or `optimize.lbfgs_step` with `optimize.lbfgs` (the solvers'
 defaults), all in `optimize.make_chunk` (one compiled chunk of N
@@ -55,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
 import io
 import json
 import os
@@ -116,52 +116,6 @@ PINNED_CORE = 0
 _SETTINGS = {'one_thread_flags': False}
 
 
-# ---------------------------------------------------------------- the problem (no torch)
-
-def problem(config, size: int, num_classes: int, *, seed: int = 0, channels: int = 3):
-  """dlg_jax's model, its variables (init from `seed`), a victim image and label
-  and a random dummy image (numpy NHWC); the torch reference loads the same."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from dlg_jax import models  # pylint: disable=g-import-not-at-top
-  model = models.build(dict(config), (size, size, channels), num_classes)
-  variables = model.init(jax.random.key(seed))
-  rng = np.random.default_rng(seed)
-  truth = rng.uniform(size=(1, size, size, channels)).astype(np.float32)
-  dummy = rng.uniform(size=(1, size, size, channels)).astype(np.float32)
-  label = np.array([int(rng.integers(num_classes))], np.int32)
-  return model, variables, truth, dummy, label
-
-
-def loss_function(model, *, distance: str, tv: float, train: bool):
-  """One lane's objective `(z, aux, variables=...)`: `losses.matching_loss` as the attacks call it."""
-  from dlg_jax.attacks import losses  # pylint: disable=g-import-not-at-top
-  from dlg_jax.client import protocol  # pylint: disable=g-import-not-at-top
-  return functools.partial(losses.matching_loss, model=model, train=train,
-                           protocol=protocol.FEDSGD, distance=distance, tv=tv)
-
-
-def shared_gradient(model, variables, truth, label, *, train: bool):
-  """The victim's FedSGD update, `protocol.observe` (the client's own code)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from dlg_jax.client import protocol  # pylint: disable=g-import-not-at-top
-  onehot = jax.nn.one_hot(label, model.num_classes)
-  return jax.jit(lambda v, x: protocol.observe(model, v, x, onehot, train=train))(
-      variables, truth)
-
-
-def jax_side(model, variables, truth, dummy, label, *, distance: str, tv: float, train: bool):
-  """(shared gradient, matching loss, ∇x NHWC as numpy) from dlg_jax's code path."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  target = shared_gradient(model, variables, truth, label, train=train)
-  loss_fn = loss_function(model, distance=distance, tv=tv, train=train)
-  loss, grad = jax.jit(jax.value_and_grad(
-      lambda z, v, t: loss_fn(z, {'target': t, 'labels': label}, variables=v)))(
-          {'image': dummy}, variables, target)
-  return target, float(loss), np.asarray(grad['image'])
-
-
 # ---------------------------------------------------------------- workers
 
 def _programs(step_kind: str, iters: int, loss_fn):
@@ -181,11 +135,13 @@ def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
     jax.config.update('jax_compilation_cache_dir', job['cache'])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+  from benchmarks import matching_problem  # pylint: disable=g-import-not-at-top
   spec, kind = SPECS[job['model']], STEPS[job['step']]
   victims, iters = int(job['block']), int(job['iters'])
-  model, variables, truth, dummy, label = problem(spec['config'], spec['size'], spec['classes'])
-  target = shared_gradient(model, variables, truth, label, train=kind['train'])
-  loss_fn = loss_function(model, **kind)
+  problem = matching_problem.build(spec['config'], spec['size'], spec['classes'])
+  target = matching_problem.shared_gradient(problem, train=kind['train'])
+  loss_fn = matching_problem.loss_function(problem.model, **kind)
+  dummy, label = problem.dummy, problem.label
   init, chunk = _programs(job['step'], iters, loss_fn)
   rng = np.random.default_rng(1)
   z0 = {'image': np.concatenate(
@@ -193,7 +149,7 @@ def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
   )[:victims]}
   aux = {'target': jax.tree.map(lambda g: np.repeat(np.asarray(g)[None], victims, 0), target),
          'labels': np.repeat(label[None], victims, 0)}
-  shared = {'variables': variables}
+  shared = {'variables': problem.variables}
   jax.block_until_ready((z0, aux, shared))
   # Compile seconds as a run pays them: the first call (which reads or
   # traces the program, lowers, compiles or loads it, and runs it) less a
@@ -232,20 +188,20 @@ def jax_worker(job: dict[str, Any]) -> dict[str, Any]:
 def torch_worker(job: dict[str, Any]) -> dict[str, Any]:
   """The gradient check, then (if it passes) the PyTorch step, one thread."""
   import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import matching_problem  # pylint: disable=g-import-not-at-top
   from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(1)
   spec, kind = SPECS[job['model']], STEPS[job['step']]
   start = time.perf_counter()
   try:
     if job.get('checked'):  # passed earlier in this row: time the same problem again
-      model, variables, truth, dummy, label = problem(spec['config'], spec['size'],
-                                                      spec['classes'])
-      module = torch_reference.from_flax(spec['config'], model.input_shape, spec['classes'],
-                                         variables, kind['train'])
-      target, _, _ = torch_reference.torch_side(module, truth, dummy, label,
+      p = matching_problem.build(spec['config'], spec['size'], spec['classes'])
+      module = torch_reference.from_flax(spec['config'], p.model.input_shape, spec['classes'],
+                                         p.variables, kind['train'])
+      target, _, _ = torch_reference.torch_side(module, p.truth, p.dummy, p.label,
                                                 distance=kind['distance'], tv=kind['tv'])
-      check = {'ok': True, '_module': module, '_target': target, '_dummy': dummy,
-               '_label': label}
+      check = {'ok': True, '_module': module, '_target': target, '_dummy': p.dummy,
+               '_label': p.label}
     else:
       check = torch_reference.check_gradients(spec['config'], spec['size'], spec['classes'],
                                               **kind)

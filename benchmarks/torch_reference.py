@@ -37,8 +37,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from benchmarks.models_speed import jax_side
-from benchmarks.models_speed import problem
+from benchmarks import matching_problem
 
 # Zoo models this file mirrors, by dlg_jax registry name.
 MIRRORED = ('lenet', 'lenet5', 'mlp', 'resnet18', 'vit_small', 'mobilenet_v2', 'densenet121',
@@ -744,19 +743,21 @@ def check_gradients(config: Mapping[str, Any], size: int, num_classes: int, *,
   the inputs (keys starting with '_') for timing the same problem.
   """
   import jax
-  model, variables, truth, dummy, label = problem(config, size, num_classes, seed=seed)
-  kw = dict(distance=distance, tv=tv)
-  module = from_flax(config, model.input_shape, num_classes, variables, train)
-  target, _, tgrad32 = torch_side(module, truth, dummy, label, **kw)
+  p = matching_problem.build(config, size, num_classes, seed=seed)
+  kw = dict(distance=distance, tv=tv, train=train)
+  module = from_flax(config, p.model.input_shape, num_classes, p.variables, train)
+  target, _, tgrad32 = torch_side(module, p.truth, p.dummy, p.label, distance=distance, tv=tv)
   jgrad32 = None
   if float32:
-    _, _, jgrad32 = jax_side(model, variables, truth, dummy, label, train=train, **kw)
-  module64 = from_flax(config, model.input_shape, num_classes, variables, train).double()
+    _, _, jgrad32 = matching_problem.jax_side(p, **kw)
+  module64 = from_flax(config, p.model.input_shape, num_classes, p.variables, train).double()
   up = lambda a: np.asarray(a).astype(np.float64)
-  _, tloss, tgrad = torch_side(module64, up(truth), up(dummy), label, **kw)
+  _, tloss, tgrad = torch_side(module64, up(p.truth), up(p.dummy), p.label, distance=distance,
+                               tv=tv)
   with jax.enable_x64(True):
-    _, jloss, jgrad = jax_side(model, jax.tree.map(up, variables), up(truth), up(dummy), label,
-                               train=train, **kw)
+    p64 = p._replace(variables=jax.tree.map(up, p.variables), truth=up(p.truth),
+                     dummy=up(p.dummy))
+    _, jloss, jgrad = matching_problem.jax_side(p64, **kw)
   grad_err = _rel(tgrad, jgrad)
   loss_err = abs(tloss - jloss) / max(abs(jloss), 1e-300)
   return {'ok': bool(grad_err <= tolerance and loss_err <= tolerance
@@ -766,4 +767,4 @@ def check_gradients(config: Mapping[str, Any], size: int, num_classes: int, *,
           'f32_jax_err': None if jgrad32 is None else _rel(jgrad32, jgrad),
           'f32_torch_err': _rel(tgrad32, jgrad),
           'f32_torch_vs_jax': None if jgrad32 is None else _rel(tgrad32, jgrad32),
-          '_module': module, '_target': target, '_dummy': dummy, '_label': label}
+          '_module': module, '_target': target, '_dummy': p.dummy, '_label': p.label}

@@ -20,6 +20,7 @@ from absl.testing import absltest  # pylint: disable=g-import-not-at-top,wrong-i
 from absl.testing import parameterized  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from benchmarks import matching_problem  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import models_speed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -55,10 +56,10 @@ class TorchReferenceTest(parameterized.TestCase):
 
   def test_same_weights_give_the_same_logits(self):
     config, size, classes = _MODELS['resnet18_cifar']
-    model, variables, truth, _, _ = models_speed.problem(config, size, classes)
-    module = torch_reference.from_flax(config, model.input_shape, classes, variables, False)
-    want = np.asarray(model.apply(variables, truth))
-    got = module(torch.from_numpy(truth).permute(0, 3, 1, 2)).detach().numpy()
+    p = matching_problem.build(config, size, classes)
+    module = torch_reference.from_flax(config, p.model.input_shape, classes, p.variables, False)
+    want = np.asarray(p.model.apply(p.variables, p.truth))
+    got = module(torch.from_numpy(p.truth).permute(0, 3, 1, 2)).detach().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
   def test_an_unmirrored_model_says_so(self):
