@@ -92,11 +92,14 @@ class InProcessSmokeTest(absltest.TestCase):
     # A client in eval mode attacked by a train-mode attacker (or the reverse)
     # would be a third threat model; the default (Geiping et al.'s) and
     # ':train' must each switch both sides, on ResNet-18.
-    for arg, mode in ((None, False), ('eval', False), ('train', True)):
+    # Eval mode also feeds the model CIFAR-10-normalised images, as their
+    # code does; ':train' keeps the measured [0, 1] inputs.
+    for arg, mode, normalize in ((None, False, 'cifar10'), ('eval', False, 'cifar10'),
+                                 ('train', True, '')):
       config = ig_config.get_config(arg)
       inverting.check_config(config.attack)
-      self.assertEqual((config.model.name, config.client.train, config.attack.train),
-                       ('resnet18', mode, mode), arg)
+      self.assertEqual((config.model.name, config.client.train, config.attack.train,
+                        config.data.normalize), ('resnet18', mode, mode, normalize), arg)
     with self.assertRaisesRegex(ValueError, '":lenet", ":train"'):
       ig_config.get_config('evals')
 
