@@ -12,9 +12,10 @@ image gradient (lr 0.01, ×0.1 after 500 flat steps), pixels boxed to [0, 1].
   python launch.py --config=configs/ig.py:smoke --workdir=runs/smoke
 
 Threat model: labels recovered, untrained weights, eval-mode BatchNorm, normalised inputs.
-Measured 2026-12-04 (2837317, one pinned core): 22.36 dB at 1,000 steps, 24.48 dB (SSIM 0.859)
-at 3,000, labels 4/4, 28 min wall. Without the normalisation the same attack stops at
-20.8 dB (docs/results/inverting_gradients.md).
+Measured 2026-12-04 (a37d5b6): 24.14 dB (SSIM 0.844) at 3,000 steps, labels 4/4, 15 min 37 s
+on 2 cores (`bash benchmarks/two_cores.sh W --config=configs/ig.py --config.run.chunk_victims=2`);
+24.48 dB in one process on one core (28 min). Without the normalisation the same attack stops
+at 20.8 dB (docs/results/inverting_gradients.md).
 `:train` (the victim's batch statistics, the paper's multistep schedule, [0, 1] inputs) is a
 measured negative result: 7.2 dB flat for 9,000 GPU steps, 8.2 dB at 11,000.
 """
