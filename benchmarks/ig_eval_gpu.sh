@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# configs/ig.py (ResNet-18, CIFAR stem, BatchNorm on running statistics,
-# CIFAR-10-normalised inputs, the 4 photos) past the 3,000 steps the CPU
-# affords: the default reaches 24.48 dB there, still rising
+# Variants of configs/ig.py (ResNet-18, CIFAR stem, BatchNorm on running
+# statistics, CIFAR-10-normalised inputs, the 4 photos) that might go past
+# its 24.1-24.5 dB: on the CPU the default levels off by 2,800 steps
 # (docs/results/inverting_gradients.md). Eight variants run side by side on
 # one GPU, each 6,000 steps or at most SECONDS; each one's progress.jsonl is
 # the PSNR-per-iteration curve (each victim's best-so-far image, every

@@ -14,8 +14,8 @@ image gradient (lr 0.01, ×0.1 after 500 flat steps), pixels boxed to [0, 1].
 Threat model: labels recovered, untrained weights, eval-mode BatchNorm, normalised inputs.
 Measured 2026-12-04 (a37d5b6): 24.14 dB (SSIM 0.844) at 3,000 steps, labels 4/4, 15 min 37 s
 on 2 cores (`bash benchmarks/two_cores.sh W --config=configs/ig.py --config.run.chunk_victims=2`);
-24.48 dB in one process on one core (28 min). Without the normalisation the same attack stops
-at 20.8 dB (docs/results/inverting_gradients.md).
+flat from 2,800 to 6,000; 24.48 dB in one process on one core (28 min). Without the
+normalisation the same attack stops at 20.8 dB (docs/results/inverting_gradients.md).
 `:train` (the victim's batch statistics, the paper's multistep schedule, [0, 1] inputs) is a
 measured negative result: 7.2 dB flat for 9,000 GPU steps, 8.2 dB at 11,000.
 """
@@ -56,7 +56,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # client's gradient, so BatchNorm uses running statistics on both sides,
   # and their loaders normalise images by the data set's statistics. The
   # normalisation decides the result: 20.8 dB without, flat from 1,200 steps;
-  # 24.5 dB with, still rising at 3,000 (docs/results/inverting_gradients.md).
+  # 24.1-24.5 dB with, at 3,000 steps; flat from 2,800 to 6,000 as two
+  # processes (docs/results/inverting_gradients.md).
   # ':train' keeps [0, 1] inputs, as measured: its per-image batch statistics
   # undo a per-channel affine map of the input, but for the zero padding.
   config.client.train = False
