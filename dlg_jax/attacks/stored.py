@@ -8,9 +8,10 @@ compilation cache; the L-BFGS chunk's warm start, one core, back to back
 with and without it (docs/results/throughput.md): ResNet-18 CIFAR 6.9 →
 1.5 s, DenseNet-121 at 224 px 16.3–16.8 → 5.3–6.1 s (5.4–5.8 s on a quiet
 machine since its first blocks are unrolled, 21f4585), Inception-v3 at 299
-px 30.7 → 8.6–10.7 s. What is left is XLA:CPU rebuilding the cached
-executable's thunks (BUILD_NOTES.md, "Throughput"). The program's file is
-named by a hash of everything the program depends on:
+px 30.7 → 8.6–10.7 s (6.7–7.1 s on a quiet machine, 2026-12-04). What is
+left is XLA:CPU rebuilding the cached executable's thunks (BUILD_NOTES.md,
+"Throughput"). The program's file is named by a hash of everything the
+program depends on:
 
 * the program's identity, which the caller builds with `fingerprint` from
   the objects the program closes over (the solver, its settings, the loss
